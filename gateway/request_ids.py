@@ -1,0 +1,36 @@
+"""Request ids: `req_` + a ULID (48-bit millisecond time + 80 random bits, Crockford base32).
+
+Sorting ids sorts requests by arrival time, which keeps the usage table's index append-mostly and lets support read
+the order of events straight off the ids.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PREFIX = "req_"
+
+
+def new_request_id(now_ms: int | None = None) -> str:
+    millis = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return PREFIX + "".join(reversed(chars))
+
+
+def request_id_time_ms(request_id: str) -> int:
+    """The arrival time (ms since the epoch) encoded in a request id; ValueError if it is not one of ours."""
+    if not request_id.startswith(PREFIX) or len(request_id) != len(PREFIX) + 26:
+        raise ValueError("not a request id")
+    value = 0
+    for char in request_id[len(PREFIX) :]:
+        index = _ALPHABET.find(char)
+        if index < 0:
+            raise ValueError("not a request id")
+        value = (value << 5) | index
+    return value >> 80

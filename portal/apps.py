@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class PortalConfig(AppConfig):
+    """Site-level pieces that belong to no single domain app (the demo data command)."""
+
+    name = "portal"
+    verbose_name = "Portal"

@@ -1,0 +1,127 @@
+"""Shared fixtures: personas, a live sandbox router, and helpers to run things over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.factories import UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_KEY = "test-router-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
+
+
+def start_process(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until_listening(port, process)
+    except RuntimeError:
+        process.kill()
+        _, err = process.communicate(timeout=5)
+        raise RuntimeError(err.decode(errors="replace")[-2000:]) from None
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+class Sandbox:
+    """A sandbox router running in its own process, with helpers to change its faults."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.key = SANDBOX_KEY
+        self.auth = {"Authorization": f"Bearer {SANDBOX_KEY}"}
+
+    def configure(self, **changes: object) -> dict[str, object]:
+        response = httpx.post(f"{self.url}/_sandbox/config", json=changes, headers=self.auth, timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def stats(self) -> dict[str, object]:
+        return dict(httpx.get(f"{self.url}/_sandbox/stats", headers=self.auth, timeout=5).json())
+
+    def reset(self) -> None:
+        self.configure(
+            latency_ms=0.0,
+            token_delay_ms=0.0,
+            error_rate=0.0,
+            error_status=500,
+            hang=False,
+            fail_after_tokens=-1,
+            fail_mode="error",
+            reset_stats=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def sandbox_process() -> Iterator[Sandbox]:
+    port = free_port()
+    process = start_process(
+        [sys.executable, "manage.py", "run_sandbox_router", "--port", str(port), "--key", SANDBOX_KEY], port
+    )
+    yield Sandbox(port)
+    stop_process(process)
+
+
+@pytest.fixture
+def sandbox(sandbox_process: Sandbox) -> Iterator[Sandbox]:
+    """The shared sandbox router, with no faults at the start and the end of each test."""
+    sandbox_process.reset()
+    yield sandbox_process
+    sandbox_process.reset()
+
+
+@pytest.fixture
+def owner(db):  # type: ignore[no-untyped-def]
+    return UserFactory(email="owner@example.com", name="Olive Owner")
+
+
+@pytest.fixture
+def member(db):  # type: ignore[no-untyped-def]
+    return UserFactory(email="member@example.com", name="Mel Member")
+
+
+@pytest.fixture
+def outsider(db):  # type: ignore[no-untyped-def]
+    return UserFactory(email="outsider@example.com", name="Otto Outsider")

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.request_ids import new_request_id, request_id_time_ms
+
+
+def test_request_ids_sort_by_arrival_time() -> None:
+    ids = [new_request_id(now_ms=1_700_000_000_000 + step) for step in (0, 1, 2, 1000, 86_400_000)]
+    assert ids == sorted(ids)
+
+
+def test_request_ids_are_unique_within_one_millisecond() -> None:
+    ids = {new_request_id(now_ms=1_700_000_000_000) for _ in range(10_000)}
+    assert len(ids) == 10_000
+
+
+def test_the_arrival_time_can_be_read_back() -> None:
+    assert request_id_time_ms(new_request_id(now_ms=1_795_000_000_123)) == 1_795_000_000_123
+
+
+@pytest.mark.parametrize("text", ["req_short", "abc_01HZZZZZZZZZZZZZZZZZZZZZZZ", "req_" + "U" * 26])
+def test_other_strings_are_not_request_ids(text: str) -> None:
+    with pytest.raises(ValueError):
+        request_id_time_ms(text)
