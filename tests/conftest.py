@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.factories import UserFactory
+from accounts.models import Role
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEY = "test-router-key"
@@ -113,15 +114,36 @@ def sandbox(sandbox_process: Sandbox) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def owner(db):  # type: ignore[no-untyped-def]
-    return UserFactory(email="owner@example.com", name="Olive Owner")
+def org(db):  # type: ignore[no-untyped-def]
+    """The organization the personas below belong to (except the outsider)."""
+    return OrganizationFactory(name="Acme", slug="acme")
 
 
 @pytest.fixture
-def member(db):  # type: ignore[no-untyped-def]
-    return UserFactory(email="member@example.com", name="Mel Member")
+def owner(org):  # type: ignore[no-untyped-def]
+    return MembershipFactory(
+        organization=org, user=UserFactory(email="owner@example.com", name="Olive Owner"), role=Role.OWNER
+    ).user
+
+
+@pytest.fixture
+def admin_user(org):  # type: ignore[no-untyped-def]
+    return MembershipFactory(
+        organization=org, user=UserFactory(email="admin@example.com", name="Ada Admin"), role=Role.ADMIN
+    ).user
+
+
+@pytest.fixture
+def member(org):  # type: ignore[no-untyped-def]
+    return MembershipFactory(
+        organization=org, user=UserFactory(email="member@example.com", name="Mel Member"), role=Role.MEMBER
+    ).user
 
 
 @pytest.fixture
 def outsider(db):  # type: ignore[no-untyped-def]
-    return UserFactory(email="outsider@example.com", name="Otto Outsider")
+    """Owner of another organization: sees nothing of Acme's."""
+    other = OrganizationFactory(name="Elsewhere", slug="elsewhere")
+    return MembershipFactory(
+        organization=other, user=UserFactory(email="outsider@example.com", name="Otto Outsider"), role=Role.OWNER
+    ).user

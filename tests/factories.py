@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import factory
 
-from accounts.models import User
+from accounts.models import Membership, Organization, Role, User
 
 TEST_PASSWORD = "correct-horse-battery-42"
 
@@ -17,3 +17,20 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"person{n}@example.com")
     name = factory.Faker("name")
     password = factory.django.Password(TEST_PASSWORD)
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Org {n}")
+    slug = factory.Sequence(lambda n: f"org-{n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    organization = factory.SubFactory(OrganizationFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.MEMBER

@@ -1,0 +1,58 @@
+"""The one way to reach Redis (fast state): shared clients built from settings.REDIS_URL.
+
+`None` means embedded mode (no REDIS_URL): callers use their in-process implementation instead. Async clients are
+kept per event loop, because a redis.asyncio connection pool is bound to the loop that created it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_lock = threading.Lock()
+_sync_client: redis.Redis | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+
+# Fail fast rather than hang a request when Redis is unreachable; callers decide what a failure means.
+_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
+
+
+def redis_url() -> str | None:
+    url: str = settings.REDIS_URL
+    return url or None
+
+
+def sync_redis() -> redis.Redis | None:
+    global _sync_client
+    url = redis_url()
+    if url is None:
+        return None
+    with _lock:
+        if _sync_client is None:
+            _sync_client = redis.Redis.from_url(url, **_OPTIONS)
+        return _sync_client
+
+
+def async_redis() -> aioredis.Redis | None:
+    url = redis_url()
+    if url is None:
+        return None
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(url, **_OPTIONS)
+        _async_clients[loop] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that change REDIS_URL, and child processes after fork)."""
+    global _sync_client
+    with _lock:
+        _sync_client = None
+        _async_clients.clear()
