@@ -41,10 +41,10 @@ def append_only(table: str, nullable_on_delete: tuple[str, ...] = ()) -> migrati
 
     def forward(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(forward_sql)
+            schema_editor.execute(forward_sql, params=None)
 
     def backward(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(backward_sql)
+            schema_editor.execute(backward_sql, params=None)
 
     return migrations.RunPython(forward, backward)
