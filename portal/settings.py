@@ -197,6 +197,22 @@ GATEWAY_FIRST_BYTE_TIMEOUT = env_float("GATEWAY_FIRST_BYTE_TIMEOUT", 60.0, minim
 GATEWAY_TOTAL_TIMEOUT = env_float("GATEWAY_TOTAL_TIMEOUT", 300.0, minimum=0.1)
 GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 256, minimum=1)
 
+# Admission (billing/admission): what to do when the fast state (Redis) cannot be reached.
+ADMISSION_ON_UNAVAILABLE = env_choice("ADMISSION_ON_UNAVAILABLE", "fail_closed", ("fail_closed", "fail_open"))
+
+# Routing (routing/): passive health ejection and active probes.
+ROUTING_EJECT_AFTER_FAILURES = env_int("ROUTING_EJECT_AFTER_FAILURES", 3, minimum=1)
+ROUTING_EJECT_SECONDS = env_float("ROUTING_EJECT_SECONDS", 30.0, minimum=0.1)
+ROUTING_PROBE_INTERVAL_SECONDS = env_int("ROUTING_PROBE_INTERVAL_SECONDS", 15, minimum=1)
+ROUTING_PROBE_TIMEOUT_SECONDS = env_float("ROUTING_PROBE_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+
+CELERY_BEAT_SCHEDULE = {
+    "routing-probe-targets": {
+        "task": "routing.tasks.probe_targets",
+        "schedule": float(ROUTING_PROBE_INTERVAL_SECONDS),
+    },
+}
+
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {
     "version": 1,
