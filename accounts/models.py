@@ -179,6 +179,9 @@ class SiweNonce(models.Model):
     class Meta:
         indexes: ClassVar = [models.Index(fields=["expires_at"], name="accounts_siwenonce_expiry")]
 
+    def __str__(self) -> str:
+        return f"nonce for {self.address}"
+
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def update(self, **kwargs: Any) -> int:

@@ -201,3 +201,11 @@ def mailer_from_url(name: str, value: str) -> dict[str, object]:
             "timeout": 10,
         },
     }
+
+
+def env_int_list(name: str, default: list[int], *, environ: Mapping[str, str] | None = None) -> list[int]:
+    items = env_list(name, [str(item) for item in default], environ=environ)
+    try:
+        return [int(item) for item in items]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be comma-separated integers; got {items!r}") from None

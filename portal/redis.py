@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -19,7 +20,7 @@ _sync_client: redis.Redis | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 
 # Fail fast rather than hang a request when Redis is unreachable; callers decide what a failure means.
-_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
+_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
 
 
 def redis_url() -> str | None:

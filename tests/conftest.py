@@ -113,6 +113,19 @@ def sandbox(sandbox_process: Sandbox) -> Iterator[Sandbox]:
     sandbox_process.reset()
 
 
+@pytest.fixture(autouse=True)
+def _clean_cache() -> Iterator[None]:
+    """Each test starts with an empty Django cache (allauth's rate limits live there). Only the cache's own
+    prefixed keys are deleted, never the whole Redis database other tests' state shares."""
+    from django.core.cache import cache
+
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+    yield
+
+
 @pytest.fixture
 def org(db):  # type: ignore[no-untyped-def]
     """The organization the personas below belong to (except the outsider)."""

@@ -1,0 +1,19 @@
+"""Domain errors of accounts; views turn them into messages or status codes."""
+
+from __future__ import annotations
+
+
+class AccountsError(Exception):
+    """A refused account or team action; the message is safe to show to the user."""
+
+
+class LastOwnerError(AccountsError):
+    pass
+
+
+class InvitationError(AccountsError):
+    pass
+
+
+class SiweError(AccountsError):
+    pass

@@ -1,0 +1,102 @@
+"""Sign-In with Ethereum endpoints and the wallet settings page. The page's script (static/js/siwe.js) asks the
+wallet for its address, fetches the message to sign from `siwe_challenge`, and posts the signature to `siwe_verify`."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import siwe
+from accounts.errors import SiweError
+from accounts.http import AuthedRequest
+from accounts.models import Wallet
+from accounts.net import client_ip
+
+MAX_BODY = 16 * 1024
+
+
+def _json_body(request: HttpRequest) -> dict[str, object]:
+    if len(request.body) > MAX_BODY:
+        raise SiweError("The request is too large.")
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        raise SiweError("The request body must be JSON.") from None
+    if not isinstance(data, dict):
+        raise SiweError("The request body must be a JSON object.")
+    return data
+
+
+def _site(request: HttpRequest) -> tuple[str, str]:
+    """The domain and URI a message must name: this site as the browser reached it."""
+    return request.get_host(), request.build_absolute_uri("/")
+
+
+@require_GET
+def siwe_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/siwe.html", {"next": request.GET.get("next", "")})
+
+
+@require_POST
+def siwe_challenge(request: HttpRequest) -> JsonResponse:
+    try:
+        data = _json_body(request)
+        chain_id = data.get("chain_id", 1)
+        if not isinstance(chain_id, int) or isinstance(chain_id, bool):
+            raise SiweError("chain_id must be a number.")
+        domain, uri = _site(request)
+        message = siwe.siwe_challenge_issue(
+            address=str(data.get("address", "")), chain_id=chain_id, domain=domain, uri=uri
+        )
+    except SiweError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({"message": message})
+
+
+@require_POST
+def siwe_verify(request: HttpRequest) -> JsonResponse:
+    """Sign in (or sign up) with the signed message; when already signed in, link the wallet instead."""
+    try:
+        data = _json_body(request)
+        domain, uri = _site(request)
+        verified = siwe.siwe_verify(
+            message=data.get("message"),
+            signature=data.get("signature"),
+            domain=domain,
+            uri=uri,
+        )
+        if request.user.is_authenticated:
+            siwe.wallet_link(user=request.user, verified=verified, ip=client_ip(request))
+            return JsonResponse({"linked": verified.address, "redirect": reverse("wallets")})
+        user = siwe.siwe_sign_in(verified=verified, ip=client_ip(request))
+    except SiweError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    next_url = str(data.get("next") or "/")
+    if not next_url.startswith("/") or next_url.startswith("//"):
+        next_url = "/"
+    return JsonResponse({"signed_in": verified.address, "redirect": next_url})
+
+
+@login_required
+@require_GET
+def wallets(request: AuthedRequest) -> HttpResponse:
+    return render(request, "accounts/wallets.html", {"wallets": Wallet.objects.filter(user=request.user)})
+
+
+@login_required
+@require_POST
+def wallet_unlink(request: AuthedRequest, wallet_id: int) -> HttpResponse:
+    try:
+        siwe.wallet_unlink(user=request.user, wallet_id=wallet_id, ip=client_ip(request))
+        messages.success(request, "Wallet unlinked.")
+    except SiweError as error:
+        messages.error(request, str(error))
+    return redirect("wallets")
