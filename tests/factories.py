@@ -34,3 +34,20 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.MEMBER
+
+
+def verified(user: User) -> User:
+    """Mark the user's email verified, as clicking the emailed link does."""
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
+    return user
+
+
+def issue_key(organization: Organization, actor: User | None = None, **options: object) -> tuple[object, str]:
+    """A key of `organization` made through the service, as every entry point does: (ApiKey, secret)."""
+    from apikeys.services import apikey_issue
+
+    options.setdefault("name", "test key")
+    issued = apikey_issue(organization=organization, actor=actor, **options)  # type: ignore[arg-type]
+    return issued.key, issued.secret

@@ -1,0 +1,283 @@
+"""Issue, update, revoke and rotate API keys: the one implementation behind pages, REST API, admin and CLI.
+
+Every change writes an audit event and, once committed, tells every gateway worker to drop its cached record
+(`portal.invalidation`), so a revoked key stops working everywhere within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from collections.abc import Callable
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import Organization, User
+from apikeys.errors import ApiKeyError
+from apikeys.keyformat import display_prefix, generate_key, key_digest, last_four
+from apikeys.models import ApiKey, KeyStatus, Scope
+from apikeys.records import record_cache_key
+from portal.invalidation import publish_on_commit
+from portal.redis import sync_redis
+
+log = logging.getLogger(__name__)
+
+GRACE_PERIODS = {"none": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
+MAX_METADATA_ENTRIES = 20
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 200
+MAX_ALLOWED_MODELS = 50
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just created or rotated, with its secret: the only moment the secret exists outside the client."""
+
+    key: ApiKey
+    secret: str
+
+
+def _clean_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ApiKeyError("Give the key a name, such as the project or environment it is for.", field="name")
+    name = name.strip()
+    if len(name) > 100:
+        raise ApiKeyError("The name can be at most 100 characters.", field="name")
+    return name
+
+
+def _clean_scopes(scopes: object) -> list[str]:
+    if not isinstance(scopes, (list, tuple)) or not scopes:
+        raise ApiKeyError("Choose at least one scope: inference or manage.", field="scopes")
+    unknown = [scope for scope in scopes if scope not in Scope.values]
+    if unknown:
+        raise ApiKeyError(f"Unknown scope {unknown[0]!r}; use inference or manage.", field="scopes")
+    return sorted(set(scopes))
+
+
+def _clean_expiry(expires_at: object) -> datetime | None:
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime):
+        raise ApiKeyError("The expiry must be a date and time.", field="expires_at")
+    if expires_at <= timezone.now():
+        raise ApiKeyError("The expiry must be in the future.", field="expires_at")
+    return expires_at
+
+
+def _clean_metadata(metadata: object) -> dict[str, str]:
+    if metadata in (None, ""):
+        return {}
+    if not isinstance(metadata, dict):
+        raise ApiKeyError('Metadata must be an object of text labels, e.g. {"env": "prod"}.', field="metadata")
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise ApiKeyError(f"At most {MAX_METADATA_ENTRIES} metadata labels.", field="metadata")
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not name or len(name) > MAX_METADATA_KEY:
+            raise ApiKeyError(f"Label names are 1 to {MAX_METADATA_KEY} characters.", field="metadata")
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise ApiKeyError(
+                f"Label {name!r} must be text of at most {MAX_METADATA_VALUE} characters.", field="metadata"
+            )
+    return dict(metadata)
+
+
+def _clean_models(models: object) -> list[str]:
+    if models in (None, ""):
+        return []
+    if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) and m for m in models):
+        raise ApiKeyError("Allowed models must be a list of model names.", field="allowed_models")
+    if len(models) > MAX_ALLOWED_MODELS:
+        raise ApiKeyError(f"At most {MAX_ALLOWED_MODELS} models.", field="allowed_models")
+    return sorted(set(models))
+
+
+def _clean_rate_limit(rate_limit: object) -> int | None:
+    if rate_limit in (None, ""):
+        return None
+    if not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or rate_limit < 1:
+        raise ApiKeyError("The key's rate limit must be a whole number of requests, 1 or more.", field="rate_limit")
+    return rate_limit
+
+
+def actor_may_issue(actor: User | None) -> bool:
+    """Keys are issued to people who proved an email address or signed in with a wallet (CLI actors are None)."""
+    if actor is None:
+        return True
+    if actor.wallets.exists():
+        return True
+    return EmailAddress.objects.filter(user=actor, verified=True).exists()
+
+
+def _forget_cached(digest: str) -> None:
+    """Drop the shared cached record now and tell every worker to drop its own once the change is committed."""
+
+    def forget() -> None:
+        client = sync_redis()
+        if client is not None:
+            try:
+                client.delete(record_cache_key(digest))
+            except Exception:  # the record's short TTL covers a miss; never fail the change for it
+                log.warning("could not drop a cached key record", exc_info=True)
+
+    transaction.on_commit(forget)
+    publish_on_commit("apikey", digest)
+
+
+def apikey_issue(
+    *,
+    organization: Organization,
+    actor: User | None,
+    name: object,
+    scopes: object = (Scope.INFERENCE,),
+    expires_at: object = None,
+    allowed_models: object = None,
+    rate_limit: object = None,
+    metadata: object = None,
+    ip: str | None = None,
+    _rotated_from: ApiKey | None = None,
+) -> IssuedKey:
+    if not actor_may_issue(actor):
+        raise ApiKeyError("Verify your email address before creating API keys; check your inbox for the link.")
+    clean: dict[str, Any] = {
+        "name": _clean_name(name),
+        "scopes": _clean_scopes(scopes),
+        "expires_at": _clean_expiry(expires_at),
+        "allowed_models": _clean_models(allowed_models),
+        "rate_limit_requests": _clean_rate_limit(rate_limit),
+        "metadata": _clean_metadata(metadata),
+    }
+    secret = generate_key()
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            organization=organization,
+            created_by=actor,
+            digest=key_digest(secret),
+            prefix=display_prefix(secret),
+            last4=last_four(secret),
+            rotated_from=_rotated_from,
+            **clean,
+        )
+        audit_record(
+            action="apikey.rotate" if _rotated_from else "apikey.issue",
+            actor=actor,
+            organization=organization,
+            target=key.masked,
+            data={"key_id": key.pk, "name": key.name, "scopes": key.scopes},
+            ip=ip,
+        )
+    return IssuedKey(key=key, secret=secret)
+
+
+def apikey_update(
+    *,
+    key: ApiKey,
+    actor: User | None,
+    ip: str | None = None,
+    **changes: object,
+) -> ApiKey:
+    """Change a key's name, metadata, allowed models, rate limit, scopes or expiry (only the fields given)."""
+    cleaners: dict[str, Callable[[Any], object]] = {
+        "name": _clean_name,
+        "metadata": _clean_metadata,
+        "allowed_models": _clean_models,
+        "rate_limit": _clean_rate_limit,
+        "scopes": _clean_scopes,
+        "expires_at": _clean_expiry,
+    }
+    unknown = set(changes) - set(cleaners)
+    if unknown:
+        raise ApiKeyError(f"Unknown field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    if key.effective_status() != KeyStatus.ACTIVE:
+        raise ApiKeyError("Only active keys can be changed.")
+    fields = []
+    for name, value in changes.items():
+        attribute = "rate_limit_requests" if name == "rate_limit" else name
+        setattr(key, attribute, cleaners[name](value))
+        fields.append(attribute)
+    if not fields:
+        return key
+    with transaction.atomic():
+        key.save(update_fields=fields)
+        audit_record(
+            action="apikey.update",
+            actor=actor,
+            organization=key.organization,
+            target=key.masked,
+            data={"key_id": key.pk, "fields": sorted(fields)},
+            ip=ip,
+        )
+        _forget_cached(key.digest)
+    return key
+
+
+def apikey_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> ApiKey:
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if key.status == KeyStatus.REVOKED:
+            return key
+        key.status = KeyStatus.REVOKED
+        key.revoked_at = timezone.now()
+        key.revoked_by = actor
+        key.save(update_fields=["status", "revoked_at", "revoked_by"])
+        audit_record(
+            action="apikey.revoke",
+            actor=actor,
+            organization=key.organization,
+            target=key.masked,
+            data={"key_id": key.pk},
+            ip=ip,
+        )
+        _forget_cached(key.digest)
+    return key
+
+
+def apikey_rotate(*, key: ApiKey, actor: User | None, grace: str = "none", ip: str | None = None) -> IssuedKey:
+    """A new secret with the same settings; the old one keeps working for the grace period, then expires."""
+    if grace not in GRACE_PERIODS:
+        raise ApiKeyError("The grace period must be none, 1h or 24h.", field="grace")
+    with transaction.atomic():
+        old = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if old.effective_status() != KeyStatus.ACTIVE:
+            raise ApiKeyError("Only active keys can be rotated.")
+        if hasattr(old, "rotated_to"):
+            raise ApiKeyError("This key was already rotated; rotate its replacement instead.")
+        issued = apikey_issue(
+            organization=old.organization,
+            actor=actor,
+            name=old.name,
+            scopes=old.scopes,
+            expires_at=old.expires_at,
+            allowed_models=old.allowed_models,
+            rate_limit=old.rate_limit_requests,
+            metadata=old.metadata,
+            ip=ip,
+            _rotated_from=old,
+        )
+        old_until = timezone.now() + GRACE_PERIODS[grace]
+        if old.expires_at is None or old.expires_at > old_until:
+            old.expires_at = old_until
+        if grace == "none":
+            old.status = KeyStatus.EXPIRED
+        old.save(update_fields=["expires_at", "status"])
+        _forget_cached(old.digest)
+    return issued
+
+
+def apikeys_mark_expired(*, now: datetime | None = None) -> int:
+    """Sweep: active keys past their expiry get the expired status (the gateway already refuses them)."""
+    now = now or timezone.now()
+    return ApiKey.objects.filter(status=KeyStatus.ACTIVE, expires_at__lte=now).update(status=KeyStatus.EXPIRED)
+
+
+def apikey_touch_last_used(*, last_used: dict[int, datetime]) -> int:
+    """Called by the usage pipeline with the newest use per key id; never moves last_used_at backwards."""
+    updated = 0
+    for key_id, when in last_used.items():
+        updated += ApiKey.objects.filter(pk=key_id).exclude(last_used_at__gte=when).update(last_used_at=when)
+    return updated
