@@ -39,6 +39,8 @@ class ApiKeyViewSet(viewsets.ViewSet):
     """API keys of one organization. Members read; owners, admins and `manage` keys change."""
 
     serializer_class = ApiKeySerializer
+    lookup_value_converter = "int"
+    queryset = ApiKey.objects.none()  # for the schema generator only: every read goes through the selectors
 
     def _key(self, request: Request, pk: str | None) -> ApiKey:
         caller = api_caller(request)
