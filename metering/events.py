@@ -1,0 +1,110 @@
+"""The lifecycle event: what the gateway reports about a request at each stage of its life.
+
+One request produces several events with the same `request_id`: `refused` (turned away after the key was known,
+before admission: never billed, counted for the request log), or `accepted` (admitted, allowance consumed), then
+`forwarded` (sent to a backend target) and `completed` (finished, with its outcome). The gateway writes them to the
+usage stream; metering drains the stream into one ledger row per request id. Events are flat string maps so they
+go into a Redis stream entry as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+STREAM = "usage:events"
+GROUP = "metering"
+
+STAGES = ("refused", "accepted", "forwarded", "completed")
+
+OUTCOMES = (
+    "ok",
+    "client_error",
+    "rate_limited",
+    "quota_exhausted",
+    "routing_error",
+    "backend_error",
+    "backend_timeout",
+    "client_cancelled",
+    "unknown",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    stage: str
+    request_id: str
+    at_ms: int
+    organization_id: int
+    key_id: int
+    user_id: int | None = None  # the key's creator: the person the request is attributed to
+    model: str = ""  # the alias the client asked for
+    served_model: str = ""  # the alias that served it (differs when the plan degraded the request)
+    family: str = ""
+    plan: str = ""
+    allowance_class: str = ""  # "standard" or "degraded"
+    cost_units: int = 0
+    admitted_at_ms: int | None = None  # when the allowance was booked (refunds and rebuilds need it)
+    outcome: str = ""
+    status_code: int | None = None
+    target_id: int | None = None
+    latency_ms: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    stream: bool = False
+    refunded: bool = False
+
+    _INTS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "at_ms",
+            "organization_id",
+            "key_id",
+            "user_id",
+            "cost_units",
+            "admitted_at_ms",
+            "status_code",
+            "target_id",
+            "latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+        }
+    )
+    _BOOLS: ClassVar[frozenset[str]] = frozenset({"stream", "refunded"})
+
+    def to_fields(self) -> dict[str, str]:
+        """The stream entry: strings only, absent values left out."""
+        data: dict[str, str] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or value == "":
+                continue
+            data[item.name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return data
+
+    @classmethod
+    def from_fields(cls, data: dict[str, str] | dict[bytes, bytes]) -> LifecycleEvent:
+        """Parse a stream entry; ValueError for an entry that is not a usage event."""
+        text = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in data.items()
+        }
+        known = {item.name for item in fields(cls)}
+        values: dict[str, object] = {}
+        for name, raw in text.items():
+            if name not in known:
+                continue
+            if name in cls._INTS:
+                values[name] = int(raw)
+            elif name in cls._BOOLS:
+                values[name] = raw == "1"
+            else:
+                values[name] = raw
+        try:
+            event = cls(**values)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise ValueError(f"not a usage event: {error}") from None
+        if event.stage not in STAGES:
+            raise ValueError(f"unknown stage {event.stage!r}")
+        if event.outcome and event.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {event.outcome!r}")
+        return event
