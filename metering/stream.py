@@ -54,7 +54,7 @@ def publish_events_sync(events: Iterable[LifecycleEvent]) -> None:
 def take_local_events(limit: int = 1000) -> list[LifecycleEvent]:
     """Embedded mode: remove and return up to `limit` queued events (metering writes them)."""
     with _local_lock:
-        batch = []
+        batch: list[LifecycleEvent] = []
         while _local_queue and len(batch) < limit:
             batch.append(_local_queue.popleft())
         return batch
