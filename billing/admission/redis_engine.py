@@ -1,0 +1,190 @@
+"""The admission engine on Redis: one Lua call per decision, shared by every gateway worker of the deployment.
+
+Clients come from portal/redis.py. Admit, status and refund are one call each of `counters.lua` (atomic, one round
+trip, a reply of one short string); only `rebuild` and `reset`, which run outside the request path, use plain
+commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import redis
+import redis.asyncio as aioredis
+from django.core.exceptions import ImproperlyConfigured
+from redis.typing import EncodableT, FieldT
+
+from billing.admission.keys import counter_key, scope_prefix
+from billing.admission.scripts import LuaScript
+from billing.admission.types import Decision, Limit, LimitState
+from billing.admission.unavailable import (
+    UNAVAILABLE_ERRORS,
+    degraded_decision,
+    placeholder_states,
+    resolve_policy,
+    warn_unavailable,
+)
+from billing.admission.window import (
+    EXPIRY_SLACK_MS,
+    bucket_label,
+    check_limits,
+    check_request,
+    check_scope,
+    clock_ms,
+    expiry_ms,
+)
+from portal.redis import async_redis, sync_redis
+
+_SCRIPT = LuaScript("counters.lua")
+
+_RESET_BATCH = 500
+
+
+class RedisAdmissionEngine:
+    async def admit(
+        self,
+        *,
+        scope: str,
+        limits: Sequence[Limit],
+        cost: int,
+        now_ms: int | None = None,
+        on_unavailable: str | None = None,
+    ) -> Decision:
+        now = clock_ms() if now_ms is None else now_ms
+        check_request(scope, limits, cost, now)
+        policy = resolve_policy(on_unavailable)
+        args: list[int | str] = ["admit", now, cost, EXPIRY_SLACK_MS]
+        for limit in limits:
+            args += [limit.limit, limit.window_ms, str(bucket_label(now, limit.window_ms))]
+        try:
+            reply = await _SCRIPT.run(_async_client(), _keys(scope, limits), args)
+        except UNAVAILABLE_ERRORS as error:
+            warn_unavailable("admit", error, "admitting" if policy == "fail_open" else "refusing")
+            return degraded_decision(limits, policy, now)
+        return _decision(limits, _integers(reply), now)
+
+    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None:
+        check_request(scope, limits, cost, admitted_at_ms)
+        args: list[int | str] = ["refund", cost]
+        args += [str(bucket_label(admitted_at_ms, limit.window_ms)) for limit in limits]
+        try:
+            await _SCRIPT.run(_async_client(), _keys(scope, limits), args)
+        except UNAVAILABLE_ERRORS as error:
+            # The units stay counted until they leave the window: the user waits a little longer, nothing is lost.
+            warn_unavailable("refund", error, "the refund is dropped")
+
+    async def status(self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None) -> tuple[LimitState, ...]:
+        now = clock_ms() if now_ms is None else now_ms
+        check_scope(scope)
+        check_limits(limits)
+        try:
+            reply = await _SCRIPT.run(_async_client(), _keys(scope, limits), _status_args(limits, now))
+        except UNAVAILABLE_ERRORS as error:
+            warn_unavailable("status", error, "showing placeholders")
+            return placeholder_states(limits)
+        return _states(limits, _integers(reply), 0)
+
+    def status_sync(self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None) -> tuple[LimitState, ...]:
+        now = clock_ms() if now_ms is None else now_ms
+        check_scope(scope)
+        check_limits(limits)
+        try:
+            reply = _SCRIPT.run_sync(_sync_client(), _keys(scope, limits), _status_args(limits, now))
+        except UNAVAILABLE_ERRORS as error:
+            warn_unavailable("status", error, "showing placeholders")
+            return placeholder_states(limits)
+        return _states(limits, _integers(reply), 0)
+
+    def rebuild_sync(
+        self, *, scope: str, limit: Limit, events: Iterable[tuple[int, int]], now_ms: int | None = None
+    ) -> None:
+        """Replace one counter in a MULTI block. Unlike admit, an unreachable Redis raises here: a rebuild that did
+        not happen must be retried by its caller, not silently skipped."""
+        now = clock_ms() if now_ms is None else now_ms
+        check_scope(scope)
+        check_limits([limit])
+        buckets: dict[int, int] = {}
+        for at_ms, cost in events:
+            label = bucket_label(at_ms, limit.window_ms)
+            if cost > 0 and label + limit.window_ms > now:
+                buckets[label] = buckets.get(label, 0) + cost
+        key = counter_key(scope, limit)
+        pipe = _sync_client().pipeline(transaction=True)
+        pipe.delete(key)
+        if buckets:
+            # The summary fields counters.lua keeps beside the buckets: units, oldest and newest label.
+            fields: dict[FieldT, EncodableT] = {"n": sum(buckets.values()), "lo": min(buckets), "hi": max(buckets)}
+            fields.update((str(label), units) for label, units in buckets.items())
+            pipe.hset(key, mapping=fields)
+            pipe.pexpire(key, expiry_ms(max(buckets), limit.window_ms, now))
+        pipe.execute()
+
+    def reset_sync(self, *, scope: str) -> None:
+        check_scope(scope)
+        client = _sync_client()
+        batch: list[bytes] = []
+        # The scope is checked to hold no glob characters, so the prefix is a literal match.
+        for key in client.scan_iter(match=scope_prefix(scope) + "*", count=_RESET_BATCH):
+            batch.append(key)
+            if len(batch) >= _RESET_BATCH:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+
+
+def _keys(scope: str, limits: Sequence[Limit]) -> list[str]:
+    return [counter_key(scope, limit) for limit in limits]
+
+
+def _async_client() -> aioredis.Redis:
+    client = async_redis()
+    if client is None:
+        raise ImproperlyConfigured("the Redis admission engine needs REDIS_URL; use get_engine()")
+    return client
+
+
+def _sync_client() -> redis.Redis:
+    client = sync_redis()
+    if client is None:
+        raise ImproperlyConfigured("the Redis admission engine needs REDIS_URL; use get_engine()")
+    return client
+
+
+def _integers(reply: bytes | str) -> list[int]:
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    return [int(value) for value in text.split(",")]
+
+
+def _status_args(limits: Sequence[Limit], now: int) -> list[int | str]:
+    return ["status", now, *(limit.window_ms for limit in limits)]
+
+
+def _states(limits: Sequence[Limit], reply: list[int], offset: int) -> tuple[LimitState, ...]:
+    """LimitStates from the script's (used, oldest label, newest label) triples, starting at `offset`."""
+    states = []
+    for index, limit in enumerate(limits):
+        used, oldest, newest = reply[offset + 3 * index : offset + 3 * index + 3]
+        states.append(
+            LimitState(
+                name=limit.name,
+                limit=limit.limit,
+                used=used,
+                remaining=max(0, limit.limit - used),
+                window_ms=limit.window_ms,
+                next_free_at_ms=oldest + limit.window_ms if used else None,
+                clear_at_ms=newest + limit.window_ms if used else None,
+            )
+        )
+    return tuple(states)
+
+
+def _decision(limits: Sequence[Limit], reply: list[int], now: int) -> Decision:
+    admitted, refused, retry = reply[0] == 1, reply[1], reply[2]
+    return Decision(
+        admitted=admitted,
+        refused_by=None if admitted else limits[refused - 1].name,
+        states=_states(limits, reply, 3),
+        retry_after_ms=retry,
+        admitted_at_ms=now,
+    )

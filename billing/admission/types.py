@@ -1,0 +1,81 @@
+"""The admission engine's vocabulary: the limits a request is checked against, and what the engine answers.
+
+All times are milliseconds since the epoch on the caller's clock (see docs/admission.md, "Time").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+OnUnavailable = Literal["fail_closed", "fail_open"]
+ON_UNAVAILABLE_CHOICES: tuple[str, ...] = ("fail_closed", "fail_open")
+
+# `Decision.refused_by` when the fast state could not be reached and the policy is fail_closed.
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most `limit` units in any rolling window of `window_ms`, counted under `key` within one scope."""
+
+    name: str  # "key_rate" | "short" | "weekly": shown to users, used in error messages
+    key: str  # identity of this counter inside the scope, e.g. "key:42:rate", "org:short"
+    limit: int
+    window_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    name: str
+    limit: int
+    used: int
+    remaining: int
+    window_ms: int
+    next_free_at_ms: int | None  # when the oldest counted unit leaves the window (None if nothing is counted)
+    clear_at_ms: int | None  # when every counted unit has left the window (None if nothing is counted)
+    degraded: bool = False  # the fast state was unreachable: used/remaining are placeholders, not measurements
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    admitted: bool
+    refused_by: str | None  # Limit.name of the first limit (in the given order) that refused, or UNAVAILABLE
+    states: tuple[LimitState, ...]  # after the decision, in the order of the limits given
+    retry_after_ms: int  # 0 if admitted; else how long until `cost` fits in every limit
+    admitted_at_ms: int  # the time the units were booked under (refund needs it)
+    degraded: bool = False  # fast state unreachable: on_unavailable decided the outcome
+
+
+class AdmissionEngine(Protocol):
+    async def admit(
+        self,
+        *,
+        scope: str,
+        limits: Sequence[Limit],
+        cost: int,
+        now_ms: int | None = None,
+        on_unavailable: str | None = None,
+    ) -> Decision: ...
+
+    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None: ...
+
+    async def status(
+        self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None
+    ) -> tuple[LimitState, ...]: ...
+
+    def status_sync(
+        self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None
+    ) -> tuple[LimitState, ...]: ...
+
+    def rebuild_sync(
+        self, *, scope: str, limit: Limit, events: Iterable[tuple[int, int]], now_ms: int | None = None
+    ) -> None:
+        """Replace one counter from the durable ledger: `events` are (timestamp_ms, cost) of admitted, unrefunded
+        requests. Events that already left the window are skipped."""
+        ...
+
+    def reset_sync(self, *, scope: str) -> None:
+        """Drop every counter of a scope (tests, organization deletion)."""
+        ...
