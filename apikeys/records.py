@@ -16,6 +16,7 @@ CACHE_TTL_SECONDS = 300  # a safety net only: changes are pushed out by invalida
 class KeyRecord:
     id: int
     organization_id: int
+    created_by_id: int | None  # usage is attributed to the key's creator
     status: str  # stored status: active or revoked (expiry is judged from expires_at_ms)
     expires_at_ms: int | None
     scopes: tuple[str, ...]

@@ -21,6 +21,7 @@ def _record(key: ApiKey) -> KeyRecord:
     return KeyRecord(
         id=key.pk,
         organization_id=key.organization_id,
+        created_by_id=key.created_by_id,
         status=str(key.status),
         expires_at_ms=int(key.expires_at.timestamp() * 1000) if key.expires_at else None,
         scopes=tuple(key.scopes),

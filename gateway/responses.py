@@ -8,6 +8,7 @@ from typing import Any
 from gateway.errors import CATALOGUE, error_body
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 Header = tuple[bytes, bytes]
 
 JSON_HEADERS: list[Header] = [(b"content-type", b"application/json")]

@@ -1,0 +1,276 @@
+"""POST /v1/chat/completions and /v1/completions: the check pipeline in DESIGN.md's order, then forwarding.
+
+1 key present · 2 key known (hot cache) · 3 key active · 4 body valid, model known · 5 plan and key allow the model ·
+6 admission (one atomic call) · 7 a healthy target · 8 forward, with lifecycle events around it.
+Each refusal has its own error code; a refusal never consumes allowance, and a routing or backend failure refunds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+
+from apikeys.records import KeyRecord
+from billing.admission import UNAVAILABLE, Decision, Limit
+from billing.allowances import KEY_RATE, request_limits, scope_for
+from billing.selectors import PlanSnapshot
+from gateway.auth import AuthFailure, authenticate
+from gateway.bodies import (
+    BodyProblem,
+    BodyTooLarge,
+    ClientGone,
+    check_chat,
+    check_completion,
+    parse_json_object,
+    read_body,
+)
+from gateway.errors import CATALOGUE
+from gateway.forward import Exchange, Forwarder
+from gateway.headers import rate_limit_headers, retry_after_header
+from gateway.responses import Header, Receive, Send, send_error
+from metering.events import LifecycleEvent
+from routing.adapters.base import Kind
+from routing.table import AliasRoute
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Completion:
+    """One request's trip through the pipeline."""
+
+    def __init__(
+        self, gateway: Any, scope: dict[str, Any], receive: Receive, send: Send, kind: Kind, request_id: str
+    ) -> None:
+        self.gw = gateway
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.kind = kind
+        self.request_id = request_id
+        self.started = time.monotonic()
+        self.key: KeyRecord | None = None
+        self.plan: PlanSnapshot | None = None
+        self.model = ""
+
+    def _event(self, stage: str, **fields: Any) -> LifecycleEvent:
+        assert self.key is not None
+        return LifecycleEvent(
+            stage=stage,
+            request_id=self.request_id,
+            at_ms=_now_ms(),
+            organization_id=self.key.organization_id,
+            key_id=self.key.id,
+            user_id=self.key.created_by_id,
+            model=self.model,
+            plan=self.plan.slug if self.plan else "",
+            **fields,
+        )
+
+    async def _refuse(
+        self,
+        code: str,
+        outcome: str,
+        *,
+        message: str | None = None,
+        param: str | None = None,
+        headers: list[Header] | None = None,
+    ) -> None:
+        """A refusal after the key is known: recorded for the request log, never billed."""
+        await self.gw.usage.record_now(
+            self._event("refused", outcome=outcome, status_code=CATALOGUE[code].status, latency_ms=self._latency_ms())
+        )
+        await send_error(self.send, code, self.request_id, message=message, param=param, extra_headers=headers or [])
+
+    def _latency_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    async def handle(self) -> None:
+        headers = dict(self.scope["headers"])
+        auth = await authenticate(headers, self.gw.keys, _now_ms())
+        if isinstance(auth, AuthFailure):
+            await send_error(self.send, auth.code, self.request_id, message=auth.message)
+            return
+        self.key = auth
+
+        declared = headers.get(b"content-length")
+        try:
+            raw = await read_body(
+                self.receive,
+                settings.GATEWAY_MAX_BODY_BYTES,
+                int(declared) if declared and declared.isdigit() else None,
+            )
+        except BodyTooLarge:
+            limit = settings.GATEWAY_MAX_BODY_BYTES
+            await self._refuse(
+                "request_too_large", "client_error", message=f"The request body is larger than {limit} bytes."
+            )
+            return
+        except ClientGone:
+            return
+        data = parse_json_object(raw)
+        if isinstance(data, BodyProblem):
+            await self._refuse("invalid_request", "client_error", message=data.message, param=data.param)
+            return
+        problem = check_chat(data) if self.kind == "chat" else check_completion(data)
+        if problem is not None:
+            await self._refuse("invalid_request", "client_error", message=problem.message, param=problem.param)
+            return
+        self.model = data["model"]
+
+        table = await self.gw.routing.table()
+        route = table.route(self.model)
+        if route is None:
+            await self._refuse(
+                "model_not_found",
+                "client_error",
+                param="model",
+                message=f"The model '{self.model[:100]}' does not exist. GET /v1/models lists yours.",
+            )
+            return
+        self.plan = await self.gw.plans.get(self.key.organization_id)
+        if "inference" not in self.key.scopes:
+            await self._refuse(
+                "insufficient_scope",
+                "client_error",
+                message="This key has no inference scope; use a key made for inference.",
+            )
+            return
+        if not self._entitled(self.model):
+            await self._refuse(
+                "model_not_allowed",
+                "client_error",
+                param="model",
+                message=f"Your plan or this key does not allow '{self.model}'.",
+            )
+            return
+
+        limits = request_limits(plan=self.plan, key_id=self.key.id, key_limit=self.key.rate_limit_requests)
+        scope = scope_for(self.key.organization_id)
+        decision = await self.gw.engine.admit(scope=scope, limits=limits, cost=route.weight)
+        allowance_class = "standard"
+        served = route
+        if not decision.admitted and decision.refused_by not in (KEY_RATE, UNAVAILABLE) and self.plan.degrades:
+            degraded = table.route(self.plan.degrade_to or "")
+            if degraded is not None:
+                # Over the organization's allowance: served by the cheaper alias, still paced by the key's limit.
+                limits = limits[:1]
+                decision = await self.gw.engine.admit(scope=scope, limits=limits, cost=degraded.weight)
+                served, allowance_class = degraded, "degraded"
+        now_ms = _now_ms()
+        limit_headers = rate_limit_headers(decision.states, now_ms)
+        if not decision.admitted:
+            await self._refuse_admission(decision, limit_headers)
+            return
+
+        await self.gw.usage.record_now(
+            self._event(
+                "accepted",
+                served_model=served.alias,
+                family=served.family,
+                allowance_class=allowance_class,
+                cost_units=served.weight,
+                admitted_at_ms=decision.admitted_at_ms,
+                stream=bool(data.get("stream")),
+            )
+        )
+        extra = [*limit_headers, (b"x-request-id", self.request_id.encode())]
+        if served is not route:
+            extra.append((b"x-portal-served-model", served.alias.encode()))
+        await self._forward(data, served, limits, decision, extra, allowance_class)
+
+    def _entitled(self, alias: str) -> bool:
+        assert self.key is not None and self.plan is not None
+        if self.key.allowed_models and alias not in self.key.allowed_models:
+            return False
+        return self.plan.allows(alias)
+
+    async def _refuse_admission(self, decision: Decision, limit_headers: list[Header]) -> None:
+        if decision.refused_by == UNAVAILABLE:
+            await self._refuse(
+                "service_unavailable",
+                "routing_error",
+                message="Limits cannot be checked right now; retry in a few seconds.",
+            )
+            return
+        state = next((s for s in decision.states if s.name == decision.refused_by), None)
+        headers = [*limit_headers, retry_after_header(decision.retry_after_ms)]
+        wait = max(1, -(-decision.retry_after_ms // 1000))
+        if decision.refused_by == KEY_RATE:
+            limit = f"{state.limit} requests per {state.window_ms // 1000} s" if state else "its rate limit"
+            await self._refuse(
+                "rate_limit_exceeded",
+                "rate_limited",
+                headers=headers,
+                message=f"This key is over its rate limit ({limit}). Retry in {wait} s.",
+            )
+            return
+        window = "weekly" if decision.refused_by == "weekly" else "short-window"
+        limit = f" of {state.limit} requests" if state else ""
+        await self._refuse(
+            "quota_exhausted",
+            "quota_exhausted",
+            headers=headers,
+            message=f"Your organization has used its {window} allowance{limit}. "
+            f"The next request fits in {wait} s; or upgrade your plan.",
+        )
+
+    async def _forward(
+        self,
+        data: dict[str, Any],
+        route: AliasRoute,
+        limits: list[Limit],
+        decision: Decision,
+        headers: list[Header],
+        allowance_class: str,
+    ) -> None:
+        def forwarded(exchange: Exchange) -> None:
+            self.gw.usage.record_later(self._event("forwarded", served_model=route.alias, target_id=exchange.target_id))
+
+        exchange = await Forwarder(self.gw).run(
+            body=data,
+            kind=self.kind,
+            route=route,
+            request_id=self.request_id,
+            send=self.send,
+            receive=self.receive,
+            headers=headers,
+            on_forwarded=forwarded,
+        )
+        assert self.key is not None
+        refunded = False
+        if exchange.refundable:
+            try:
+                await self.gw.engine.refund(
+                    scope=scope_for(self.key.organization_id),
+                    limits=limits,
+                    cost=route.weight,
+                    admitted_at_ms=decision.admitted_at_ms,
+                )
+                refunded = True
+            except Exception:
+                log.warning("request %s: refund failed; reconciliation will correct the counters", self.request_id)
+        self.gw.usage.record_later(
+            self._event(
+                "completed",
+                served_model=route.alias,
+                family=route.family,
+                allowance_class=allowance_class,
+                cost_units=0 if refunded else route.weight,
+                admitted_at_ms=decision.admitted_at_ms,
+                outcome=exchange.outcome,
+                status_code=exchange.status or None,
+                target_id=exchange.target_id,
+                latency_ms=self._latency_ms(),
+                prompt_tokens=exchange.prompt_tokens,
+                completion_tokens=exchange.completion_tokens,
+                stream=bool(data.get("stream")),
+                refunded=refunded,
+            )
+        )

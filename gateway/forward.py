@@ -1,0 +1,334 @@
+"""Step 8: send the request to a target and relay the answer, whole or streamed, as it arrives.
+
+A connect failure (nothing was sent) is retried once on another target; once a target has the request, it is never
+sent again. A stream's headers go to the client before its first byte; bytes are passed on as soon as they are
+translated. A client that leaves mid-stream cancels the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from django.conf import settings
+
+from gateway.errors import CATALOGUE, error_body
+from routing.adapters import AdapterError, StreamEvent, UpstreamError, UpstreamRequest, build_upstream_request
+from routing.adapters.base import Kind
+from routing.selection import pick_target
+from routing.table import AliasRoute, TargetEntry
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Header = tuple[bytes, bytes]
+
+
+@dataclass
+class Exchange:
+    """What happened upstream, for the usage event and the refund decision."""
+
+    outcome: str = "unknown"
+    status: int = 0
+    target_id: int | None = None
+    forwarded_at_ms: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error_code: str | None = None  # set when the client got (or was sent) a gateway error
+    detail: str = ""  # for logs only: may name upstream internals
+    headers_sent: bool = False
+    tried: list[int] = field(default_factory=list)
+
+    @property
+    def refundable(self) -> bool:
+        """Routing and backend failures give the allowance back; anything the client received counts."""
+        return self.outcome in ("routing_error", "backend_error", "backend_timeout")
+
+
+class Forwarder:
+    def __init__(self, gateway: Any) -> None:
+        self.gw = gateway
+
+    async def run(
+        self,
+        *,
+        body: dict[str, Any],
+        kind: Kind,
+        route: AliasRoute,
+        request_id: str,
+        send: Send,
+        receive: Receive,
+        headers: list[Header],
+        on_forwarded: Callable[[Exchange], None],
+    ) -> Exchange:
+        exchange = Exchange()
+        availability = await self.gw.availability.available(route)
+        timeout_seconds = int(settings.GATEWAY_TOTAL_TIMEOUT)
+        for attempt in range(2):
+            target = pick_target(
+                route.targets, available=availability, in_flight=self.gw.in_flight, exclude=exchange.tried
+            )
+            if target is None:
+                exchange.outcome, exchange.error_code = "routing_error", "no_healthy_backend"
+                await _send_error(send, exchange, request_id, headers)
+                return exchange
+            exchange.tried.append(target.id)
+            exchange.target_id = target.id
+            try:
+                upstream = build_upstream_request(
+                    body=body,
+                    kind=kind,
+                    alias=route,
+                    target=target,
+                    request_id=request_id,
+                    timeout_seconds=timeout_seconds,
+                )
+            except AdapterError as error:
+                exchange.outcome, exchange.error_code = "client_error", "invalid_request"
+                exchange.detail = str(error)
+                await _send_error(send, exchange, request_id, headers, message=str(error))
+                return exchange
+            try:
+                self.gw.in_flight.acquire(target.id)
+                try:
+                    async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
+                        await self._exchange(upstream, target, route, exchange, send, receive, headers, on_forwarded)
+                finally:
+                    self.gw.in_flight.release(target.id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure = _classify(error)
+                await self.gw.availability.record(route, target.id, failed=True)
+                if failure == "connect" and attempt == 0 and not exchange.headers_sent:
+                    availability = await self.gw.availability.available(route)
+                    continue  # nothing reached the target: the one retry, on another target
+                exchange.outcome = {"connect": "routing_error", "timeout": "backend_timeout"}.get(
+                    failure, "backend_error"
+                )
+                exchange.detail = f"{type(error).__name__}: {error}"
+                if failure == "bug":
+                    log.exception("request %s: unexpected error while forwarding", request_id)
+            if exchange.outcome == "client_error" and not exchange.headers_sent:
+                await _send_error(
+                    send,
+                    exchange,
+                    request_id,
+                    headers,
+                    message="The backend refused this request as invalid; check its parameters.",
+                )
+            elif (
+                exchange.outcome in ("routing_error", "backend_error", "backend_timeout") and not exchange.headers_sent
+            ):
+                exchange.error_code = {
+                    "routing_error": "no_healthy_backend",
+                    "backend_error": "backend_error",
+                    "backend_timeout": "backend_timeout",
+                }[exchange.outcome]
+                await _send_error(send, exchange, request_id, headers)
+            elif exchange.outcome in ("backend_error", "backend_timeout") and exchange.headers_sent:
+                await _send_stream_error(send, exchange, request_id)
+            if exchange.detail:
+                log.warning("request %s target %s: %s", request_id, exchange.target_id, exchange.detail)
+            return exchange
+        return exchange
+
+    async def _exchange(
+        self,
+        upstream: UpstreamRequest,
+        target: TargetEntry,
+        route: AliasRoute,
+        exchange: Exchange,
+        send: Send,
+        receive: Receive,
+        headers: list[Header],
+        on_forwarded: Callable[[Exchange], None],
+    ) -> None:
+        session = self.gw.upstream.session
+        async with session.request(
+            upstream.method, upstream.url, headers=dict(upstream.headers), data=upstream.content()
+        ) as response:
+            exchange.forwarded_at_ms = int(time.time() * 1000)
+            exchange.status = response.status
+            on_forwarded(exchange)
+            translator = upstream.translator()
+            if response.status >= 400:
+                raw = await response.read()
+                exchange.detail = f"upstream status {response.status}: {raw[:300]!r}"
+                if response.status in (400, 413, 422):
+                    # The backend found the request itself invalid: the client's to fix, and it counts.
+                    await self.gw.availability.record(route, target.id, failed=False)
+                    exchange.outcome, exchange.error_code = "client_error", "invalid_request"
+                    return
+                # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
+                await self.gw.availability.record(route, target.id, failed=True)
+                exchange.outcome = "backend_error"
+                return
+            if not upstream.stream:
+                raw = await response.read()
+                try:
+                    mapped = translator.map_body(raw)
+                except UpstreamError as error:
+                    await self.gw.availability.record(route, target.id, failed=True)
+                    exchange.outcome, exchange.detail = "backend_error", str(error)
+                    return
+                await self.gw.availability.record(route, target.id, failed=False)
+                _take_usage(exchange, translator.usage)
+                payload = _dumps(mapped)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()),
+                            *headers,
+                        ],
+                    }
+                )
+                exchange.headers_sent = True
+                await send({"type": "http.response.body", "body": payload})
+                exchange.outcome, exchange.status = "ok", 200
+                return
+            await self._relay_stream(response, translator, route, target, exchange, send, receive, headers)
+
+    async def _relay_stream(
+        self,
+        response: aiohttp.ClientResponse,
+        translator: Any,
+        route: AliasRoute,
+        target: TargetEntry,
+        exchange: Exchange,
+        send: Send,
+        receive: Receive,
+        headers: list[Header],
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    *headers,
+                ],
+            }
+        )
+        exchange.headers_sent = True
+        exchange.status = 200
+        disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        reader = asyncio.ensure_future(response.content.readany())
+        try:
+            while True:
+                done, _ = await asyncio.wait({reader, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+                if disconnect in done:
+                    reader.cancel()
+                    exchange.outcome = "client_cancelled"
+                    _take_usage(exchange, translator.usage)
+                    response.close()  # cancels the upstream request
+                    return
+                chunk = reader.result()
+                events = translator.feed(chunk) if chunk else translator.finish()
+                for event in events:
+                    if event.kind == "error":
+                        _take_usage(exchange, translator.usage)
+                        exchange.outcome, exchange.detail = "backend_error", event.detail
+                        await self.gw.availability.record(route, target.id, failed=True)
+                        await _send_stream_error(send, exchange, "")
+                        exchange.error_code = "backend_error"
+                        return
+                    await send({"type": "http.response.body", "body": event.sse(), "more_body": True})
+                if translator.ended or not chunk:
+                    break
+                reader = asyncio.ensure_future(response.content.readany())
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            _take_usage(exchange, translator.usage)
+            await self.gw.availability.record(route, target.id, failed=False)
+            exchange.outcome = "ok"
+        except (aiohttp.ClientError, TimeoutError) as error:
+            _take_usage(exchange, translator.usage)
+            exchange.outcome = "backend_timeout" if isinstance(error, TimeoutError) else "backend_error"
+            exchange.detail = f"stream broke: {type(error).__name__}"
+            await self.gw.availability.record(route, target.id, failed=True)
+            await _send_stream_error(send, exchange, "")
+            exchange.error_code = exchange.outcome
+        finally:
+            disconnect.cancel()
+            if not reader.done():
+                reader.cancel()
+
+
+def _classify(error: BaseException) -> str:
+    """connect: never reached the target (safe to retry elsewhere); timeout; broken: failed after sending; bug."""
+    if isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return "connect"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ClientError):
+        return "broken"
+    return "bug"
+
+
+def _take_usage(exchange: Exchange, usage: dict[str, int] | None) -> None:
+    if usage:
+        exchange.prompt_tokens = usage.get("prompt_tokens")
+        exchange.completion_tokens = usage.get("completion_tokens")
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send_error(
+    send: Send, exchange: Exchange, request_id: str, headers: list[Header], message: str | None = None
+) -> None:
+    code = exchange.error_code or "backend_error"
+    body = error_body(code, request_id, message=message)
+    exchange.status = CATALOGUE[code].status
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exchange.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    exchange.headers_sent = True
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_stream_error(send: Send, exchange: Exchange, request_id: str) -> None:
+    """An OpenAI-style error event that ends a stream already under way, then the end of the body."""
+    code = "backend_timeout" if exchange.outcome == "backend_timeout" else "backend_error"
+    kind = CATALOGUE[code]
+    event = StreamEvent(
+        "chunk",
+        {
+            "error": {
+                "message": kind.message,
+                "type": kind.type,
+                "code": kind.code,
+                "param": None,
+                "category": kind.category,
+                "next_step": kind.next_step,
+            }
+        },
+    )
+    try:
+        await send({"type": "http.response.body", "body": event.sse(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except Exception:  # the client may be gone already
+        log.debug("could not send the stream error event")

@@ -1,0 +1,148 @@
+"""Everything one gateway worker process keeps between requests, made once at start-up.
+
+Caches here are process-local and dropped by invalidation (`gateway.listener`): key records, organizations' plans,
+the routing table, and a short-lived view of target availability. A steady-state request reads all of them from
+memory; only admission and the usage stream go over the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from billing.admission import AdmissionEngine, get_engine
+from billing.selectors import PlanSnapshot, aplan_snapshot_for_organization
+from gateway.keycache import KeyCache
+from gateway.listener import InvalidationListener
+from gateway.upstream import UpstreamClient
+from gateway.usage import UsageRecorder
+from routing.health import HealthBoard, health_board
+from routing.selection import Availability, InFlight
+from routing.table import AliasRoute, RoutingTable, aload_routing_table
+
+log = logging.getLogger(__name__)
+
+PLAN_TTL_SECONDS = 60.0
+ROUTING_TTL_SECONDS = 60.0
+# How long a worker trusts its last availability read for a route with no target under trial or ejected. A target
+# ejected by another worker keeps getting this worker's traffic for at most this long.
+AVAILABILITY_TTL_SECONDS = 0.25
+
+
+class PlanCache:
+    def __init__(self) -> None:
+        self._plans: dict[int, tuple[PlanSnapshot, float]] = {}
+
+    async def get(self, organization_id: int) -> PlanSnapshot:
+        entry = self._plans.get(organization_id)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        plan = await aplan_snapshot_for_organization(organization_id=organization_id)
+        self._plans[organization_id] = (plan, time.monotonic() + PLAN_TTL_SECONDS)
+        return plan
+
+    def forget(self, ident: str) -> None:
+        """A message names an organization (its subscription changed) or a plan (its terms changed)."""
+        if ident.isdigit():
+            self._plans.pop(int(ident), None)
+        else:
+            self._plans.clear()
+
+    def clear(self) -> None:
+        self._plans.clear()
+
+
+class RoutingCache:
+    def __init__(self) -> None:
+        self._table: RoutingTable | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def table(self) -> RoutingTable:
+        table = self._table
+        if table is not None and self._expires > time.monotonic():
+            return table
+        async with self._lock:
+            if self._table is None or self._expires <= time.monotonic():
+                self._table = await aload_routing_table()
+                self._expires = time.monotonic() + ROUTING_TTL_SECONDS
+            return self._table
+
+    def clear(self) -> None:
+        self._expires = 0.0
+
+
+class AvailabilityCache:
+    """Fronts the shared health board: a route whose targets were all available is not asked about again for a
+    quarter of a second. Routes with an ejected or recovering target ask every time, so the single trial request
+    after a cooldown is handed out by the board, not guessed locally."""
+
+    def __init__(self, board: HealthBoard) -> None:
+        self.board = board
+        self._fresh: dict[str, tuple[Availability, float]] = {}
+
+    async def available(self, route: AliasRoute) -> Availability:
+        entry = self._fresh.get(route.pool_slug)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        availability = await self.board.available(route.target_ids)
+        if availability.trial is None and len(availability) == len(route.targets):
+            self._fresh[route.pool_slug] = (availability, time.monotonic() + AVAILABILITY_TTL_SECONDS)
+        else:
+            self._fresh.pop(route.pool_slug, None)
+        return availability
+
+    async def record(self, route: AliasRoute, target_id: int, failed: bool) -> None:
+        if failed:
+            self._fresh.pop(route.pool_slug, None)
+            await self.board.record_failure(target_id)
+        else:
+            await self.board.record_success(target_id)
+
+    def clear(self) -> None:
+        self._fresh.clear()
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self.keys = KeyCache()
+        self.plans = PlanCache()
+        self.routing = RoutingCache()
+        self.availability = AvailabilityCache(health_board())
+        self.in_flight = InFlight()
+        self.engine: AdmissionEngine = get_engine()
+        self.upstream = UpstreamClient()
+        self.usage = UsageRecorder()
+        self.listener = InvalidationListener(self._invalidate, self._reset)
+        self.started = False
+
+    def _invalidate(self, topic: str, ident: str) -> None:
+        if topic == "apikey":
+            self.keys.forget(ident)
+        elif topic == "plan":
+            self.plans.forget(ident)
+        elif topic == "routing":
+            self.routing.clear()
+            self.availability.clear()
+
+    def _reset(self) -> None:
+        self.keys.clear()
+        self.plans.clear()
+        self.routing.clear()
+        self.availability.clear()
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        await self.listener.start()
+        self.usage.start()
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.listener.stop()
+        await self.usage.stop()
+        await self.upstream.close()
