@@ -18,6 +18,7 @@ import aiohttp
 from django.conf import settings
 
 from gateway.errors import CATALOGUE, error_body
+from gateway.upstream import request_timeout
 from routing.adapters import AdapterError, StreamEvent, UpstreamError, UpstreamRequest, build_upstream_request
 from routing.adapters.base import Kind
 from routing.selection import pick_target
@@ -43,6 +44,7 @@ class Exchange:
     error_code: str | None = None  # set when the client got (or was sent) a gateway error
     detail: str = ""  # for logs only: may name upstream internals
     headers_sent: bool = False
+    chunks: int = 0  # content chunks relayed to the client (streams)
     tried: list[int] = field(default_factory=list)
 
     @property
@@ -152,7 +154,11 @@ class Forwarder:
     ) -> None:
         session = self.gw.upstream.session
         async with session.request(
-            upstream.method, upstream.url, headers=dict(upstream.headers), data=upstream.content()
+            upstream.method,
+            upstream.url,
+            headers=dict(upstream.headers),
+            data=upstream.content(),
+            timeout=request_timeout(),
         ) as response:
             exchange.forwarded_at_ms = int(time.time() * 1000)
             exchange.status = response.status
@@ -229,40 +235,49 @@ class Forwarder:
             while True:
                 done, _ = await asyncio.wait({reader, disconnect}, return_when=asyncio.FIRST_COMPLETED)
                 if disconnect in done:
-                    reader.cancel()
-                    exchange.outcome = "client_cancelled"
-                    _take_usage(exchange, translator.usage)
-                    response.close()  # cancels the upstream request
-                    return
+                    raise ClientLeft
                 chunk = reader.result()
                 events = translator.feed(chunk) if chunk else translator.finish()
                 for event in events:
                     if event.kind == "error":
-                        _take_usage(exchange, translator.usage)
                         exchange.outcome, exchange.detail = "backend_error", event.detail
                         await self.gw.availability.record(route, target.id, failed=True)
                         await _send_stream_error(send, exchange, "")
                         exchange.error_code = "backend_error"
                         return
-                    await send({"type": "http.response.body", "body": event.sse(), "more_body": True})
+                    await _send_chunk(send, event.sse())
+                    exchange.chunks += event.kind == "chunk"
                 if translator.ended or not chunk:
                     break
                 reader = asyncio.ensure_future(response.content.readany())
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            _take_usage(exchange, translator.usage)
             await self.gw.availability.record(route, target.id, failed=False)
             exchange.outcome = "ok"
+        except ClientLeft:
+            exchange.outcome = "client_cancelled"
+            response.close()  # closing the upstream connection cancels the request there
         except (aiohttp.ClientError, TimeoutError) as error:
-            _take_usage(exchange, translator.usage)
             exchange.outcome = "backend_timeout" if isinstance(error, TimeoutError) else "backend_error"
             exchange.detail = f"stream broke: {type(error).__name__}"
             await self.gw.availability.record(route, target.id, failed=True)
             await _send_stream_error(send, exchange, "")
             exchange.error_code = exchange.outcome
         finally:
+            _take_usage(exchange, translator.usage)
             disconnect.cancel()
             if not reader.done():
                 reader.cancel()
+
+
+class ClientLeft(Exception):
+    """The client closed its connection mid-stream."""
+
+
+async def _send_chunk(send: Send, body: bytes) -> None:
+    try:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+    except OSError:  # the server reports a vanished client this way
+        raise ClientLeft from None
 
 
 def _classify(error: BaseException) -> str:
@@ -277,9 +292,13 @@ def _classify(error: BaseException) -> str:
 
 
 def _take_usage(exchange: Exchange, usage: dict[str, int] | None) -> None:
+    """Token counts from the upstream's usage; a stream cut short before its usage arrived counts the chunks it
+    relayed as completion tokens (one token per chunk is what router nodes stream), so partial answers still show."""
     if usage:
         exchange.prompt_tokens = usage.get("prompt_tokens")
         exchange.completion_tokens = usage.get("completion_tokens")
+    elif exchange.chunks:
+        exchange.completion_tokens = exchange.chunks
 
 
 def _dumps(data: dict[str, Any]) -> bytes:

@@ -25,11 +25,6 @@ class UpstreamClient:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
-                    sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT,
-                ),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
                 raise_for_status=False,
@@ -40,3 +35,11 @@ class UpstreamClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def request_timeout() -> aiohttp.ClientTimeout:
+    """Per request, so a changed setting applies without a restart. `sock_read` bounds the wait for the first byte
+    and for each later read; the total budget is enforced by the caller around the whole exchange."""
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT, sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT
+    )
