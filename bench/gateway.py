@@ -139,9 +139,10 @@ def ttfb(url: str, body: dict[str, object], headers: dict[str, str], samples: in
         for _ in range(samples):
             started = time.perf_counter()
             with client.stream("POST", url, json={**body, "stream": True}, headers=headers) as response:
-                next(response.iter_raw())
+                chunks = response.iter_raw()
+                next(chunks)
                 times.append((time.perf_counter() - started) * 1000)
-                for _ in response.iter_raw():
+                for _ in chunks:
                     pass
     return statistics.median(times)
 

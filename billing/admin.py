@@ -10,8 +10,12 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from billing.models import Plan, Subscription
+from billing.forms import LedgerOperatorEntryForm
+from billing.ledger import ledger_adjust, ledger_grant
+from billing.models import LedgerEntry, LedgerKind, Plan, Subscription, UpgradeRequest
 from billing.services import PlanNotAvailable, plan_delete, plan_save, plan_set_default, subscription_change
+from billing.templatetags.credits import signed_credits
+from billing.upgrades import upgrade_request_close
 
 
 def _ip(request: HttpRequest) -> str | None:
@@ -157,3 +161,99 @@ class SubscriptionAdmin(admin.ModelAdmin):
             organization=obj.organization, plan=obj.plan, actor=_actor(request), ip=_ip(request)
         )
         obj.pk, obj.started_at, obj.changed_by = created.pk, created.started_at, created.changed_by
+
+
+# Ledger and upgrade requests. The ledger is append-only: the admin lists entries read-only and "adds" only grants
+# and adjustments, through billing.ledger (audited); a mistake is corrected by another adjustment.
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "organization", "kind", "amount", "source", "memo")
+    list_filter = ("kind",)
+    search_fields = ("organization__name", "organization__slug", "memo", "payment_ref")
+    list_select_related = ("organization", "created_by")
+    raw_id_fields = ("organization",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount (credits)", ordering="amount_micro")
+    def amount(self, entry: LedgerEntry) -> str:
+        return signed_credits(entry.amount_micro)
+
+    @admin.display(description="source")
+    def source(self, entry: LedgerEntry) -> str:
+        if entry.kind == LedgerKind.USAGE and entry.period_start and entry.period_end:
+            return f"usage {entry.period_start:%Y-%m-%d %H:%M} to {entry.period_end:%Y-%m-%d %H:%M} UTC"
+        if entry.payment_ref:
+            return f"payment {entry.payment_ref}"
+        return f"by {entry.created_by}" if entry.created_by_id else ""
+
+    def get_form(
+        self, request: HttpRequest, obj: LedgerEntry | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = LedgerOperatorEntryForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: LedgerEntry | None = None) -> Any:
+        if obj is None:
+            return ("organization", "kind", "amount", "memo")
+        return (
+            "organization",
+            "kind",
+            "amount_micro",
+            "memo",
+            "created_at",
+            "created_by",
+            ("period_start", "period_end", "cost_units"),
+            "payment_ref",
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False  # entries are never edited: the change page is a read-only view
+
+    def has_delete_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: LedgerEntry, form: Any, change: bool) -> None:
+        service = ledger_grant if form.cleaned_data["kind"] == LedgerKind.GRANT else ledger_adjust
+        entry = service(
+            organization=form.cleaned_data["organization"],
+            amount_micro=form.amount_micro,
+            memo=form.cleaned_data["memo"],
+            actor=request.user,  # type: ignore[arg-type]
+            ip=_ip(request),
+        )
+        obj.pk, obj.created_at, obj.created_by, obj.amount_micro = (
+            entry.pk,
+            entry.created_at,
+            entry.created_by,
+            entry.amount_micro,
+        )
+        obj._state.adding = False
+
+
+@admin.register(UpgradeRequest)
+class UpgradeRequestAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "organization", "from_plan", "to_plan", "requested_by", "status", "note")
+    list_filter = ("status", "to_plan")
+    search_fields = ("organization__name", "organization__slug", "requested_by__email")
+    list_select_related = ("organization", "from_plan", "to_plan", "requested_by")
+    date_hierarchy = "created_at"
+    actions = ["close_requests"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # owners make requests from the plan page
+
+    def has_change_permission(self, request: HttpRequest, obj: UpgradeRequest | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UpgradeRequest | None = None) -> bool:
+        return False  # history: close instead
+
+    @admin.action(description="Close (followed up; change the subscription separately)")
+    def close_requests(self, request: HttpRequest, queryset: QuerySet[UpgradeRequest]) -> None:
+        closed = sum(
+            upgrade_request_close(request=upgrade, actor=_actor(request), ip=_ip(request)) for upgrade in queryset
+        )
+        self.message_user(request, f"Closed {closed} request{'s' if closed != 1 else ''}.", messages.SUCCESS)

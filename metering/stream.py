@@ -30,6 +30,9 @@ async def publish_events(events: Sequence[LifecycleEvent]) -> None:
         with _local_lock:
             _local_queue.extend(events)
         return
+    if len(events) == 1:  # a pipeline's bookkeeping costs more than the command for one event
+        await client.xadd(STREAM, events[0].to_fields(), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        return
     async with client.pipeline(transaction=False) as pipe:
         for event in events:
             pipe.xadd(STREAM, event.to_fields(), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]

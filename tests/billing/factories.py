@@ -1,10 +1,16 @@
-"""Factories for plans and subscriptions."""
+"""Factories for plans, subscriptions, upgrade requests, and the usage roll-ups the ledger prices."""
 
 from __future__ import annotations
 
-import factory
+from datetime import datetime
 
-from billing.models import Plan, Subscription
+import factory
+from django.db.models import F
+
+from accounts.models import Organization
+from billing.models import Plan, Subscription, UpgradeRequest
+from metering.models import Granularity, UsageRollup
+from metering.rollups import bucket_start
 from tests.factories import OrganizationFactory
 
 
@@ -37,3 +43,46 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
 
     organization = factory.SubFactory(OrganizationFactory)
     plan = factory.SubFactory(PlanFactory)
+
+
+def usage_rollups_add(
+    *,
+    organization: Organization,
+    at: datetime,
+    model: str = "chat-small",
+    key_id: int = 0,
+    requests: int = 1,
+    billed_requests: int | None = None,
+    cost_units: int | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> None:
+    """Add usage to the hourly and daily roll-ups around `at`, as metering's ingestion does: the same totals land in
+    the hour and in the day. Counted requests and units default to the requests (every request let through, weight 1).
+    """
+    billed = requests if billed_requests is None else billed_requests
+    units = billed if cost_units is None else cost_units
+    for granularity in (Granularity.HOUR, Granularity.DAY):
+        row, _ = UsageRollup.objects.get_or_create(
+            granularity=granularity,
+            bucket_start=bucket_start(at, granularity),
+            organization=organization,
+            key_id=key_id,
+            model=model,
+        )
+        UsageRollup.objects.filter(pk=row.pk).update(
+            requests=F("requests") + requests,
+            billed_requests=F("billed_requests") + billed,
+            cost_units=F("cost_units") + units,
+            prompt_tokens=F("prompt_tokens") + prompt_tokens,
+            completion_tokens=F("completion_tokens") + completion_tokens,
+            outcome_ok=F("outcome_ok") + billed,
+        )
+
+
+class UpgradeRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = UpgradeRequest
+
+    organization = factory.SubFactory(OrganizationFactory)
+    to_plan = factory.SubFactory(PlanFactory)
