@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
 from django.urls import include, path
 from django.utils.csp import CSP
@@ -10,6 +12,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
 from apikeys.api import ApiKeyViewSet
+
+DOCS_CSP = cast(dict[str, list[str]], settings.SECURE_CSP)
 
 router = SimpleRouter(trailing_slash=False)
 router.register("keys", ApiKeyViewSet, basename="apikey")
@@ -20,7 +24,7 @@ urlpatterns = [
     path(
         "api/docs/",
         # Redoc styles itself with inline <style> and searches in a blob: worker.
-        csp_override({**settings.SECURE_CSP, "style-src": [CSP.SELF, CSP.UNSAFE_INLINE], "worker-src": ["blob:"]})(
+        csp_override({**DOCS_CSP, "style-src": [CSP.SELF, CSP.UNSAFE_INLINE], "worker-src": ["blob:"]})(
             SpectacularRedocView.as_view(url_name="api_schema")
         ),
         name="api_docs",
