@@ -244,7 +244,9 @@ class Completion:
             on_forwarded=forwarded,
         )
         assert self.key is not None
-        refunded = False
+        # Routing and backend failures are never billed; if the counters cannot be given back now, the ledger still
+        # says refunded and reconciliation rebuilds the counters from it.
+        refunded = exchange.refundable
         if exchange.refundable:
             try:
                 await self.gw.engine.refund(
@@ -253,7 +255,6 @@ class Completion:
                     cost=route.weight,
                     admitted_at_ms=decision.admitted_at_ms,
                 )
-                refunded = True
             except Exception:
                 log.warning("request %s: refund failed; reconciliation will correct the counters", self.request_id)
         self.gw.usage.record_later(

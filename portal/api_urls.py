@@ -10,11 +10,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
 from apikeys.api import ApiKeyViewSet
+from metering.api import register as register_usage
 
 DOCS_CSP = settings.SECURE_CSP
 
 router = SimpleRouter(trailing_slash=False)
 router.register("keys", ApiKeyViewSet, basename="apikey")
+register_usage(router)
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

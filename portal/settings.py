@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -263,10 +264,22 @@ ROUTING_EJECT_SECONDS = env_float("ROUTING_EJECT_SECONDS", 30.0, minimum=0.1)
 ROUTING_PROBE_INTERVAL_SECONDS = env_int("ROUTING_PROBE_INTERVAL_SECONDS", 15, minimum=1)
 ROUTING_PROBE_TIMEOUT_SECONDS = env_float("ROUTING_PROBE_TIMEOUT_SECONDS", 3.0, minimum=0.1)
 
+# Metering (metering/conf.py reads these).
+METERING_BATCH_SIZE = env_int("METERING_BATCH_SIZE", 2500, minimum=1)
+METERING_RETENTION_DAYS = env_int("METERING_RETENTION_DAYS", 90, minimum=1)
+METERING_REFUND_UNKNOWN = env_bool("METERING_REFUND_UNKNOWN", False)
+
 CELERY_BEAT_SCHEDULE = {
     "routing-probe-targets": {
         "task": "routing.tasks.probe_targets",
         "schedule": float(ROUTING_PROBE_INTERVAL_SECONDS),
+    },
+    "metering-drain-usage": {"task": "metering.tasks.drain_usage_stream", "schedule": 1.0, "options": {"expires": 10}},
+    "metering-reconcile": {"task": "metering.tasks.reconcile_usage", "schedule": 300.0, "options": {"expires": 240}},
+    "metering-prune": {"task": "metering.tasks.prune_usage_events", "schedule": crontab(hour=3, minute=17)},
+    "billing-ledger-close-usage-periods": {
+        "task": "billing.tasks.ledger_close_usage_periods",
+        "schedule": crontab(hour=1, minute=30),
     },
 }
 

@@ -16,5 +16,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("", include("apikeys.urls")),
+    path("", include("billing.urls")),
     path("", include("portal.api_urls")),
 ]

@@ -8,10 +8,10 @@ import factory
 from django.db.models import F
 
 from accounts.models import Organization
-from billing.models import Plan, Subscription, UpgradeRequest
+from billing.models import LedgerEntry, LedgerKind, Plan, Subscription, UpgradeRequest
 from metering.models import Granularity, UsageRollup
 from metering.rollups import bucket_start
-from tests.factories import OrganizationFactory
+from tests.factories import OrganizationFactory, UserFactory
 
 
 class PlanFactory(factory.django.DjangoModelFactory):
@@ -86,3 +86,17 @@ class UpgradeRequestFactory(factory.django.DjangoModelFactory):
 
     organization = factory.SubFactory(OrganizationFactory)
     to_plan = factory.SubFactory(PlanFactory)
+
+
+class OperatorEntryFactory(factory.django.DjangoModelFactory):
+    """A grant (or, with kind and a signed amount, an adjustment) made at a chosen moment: services stamp "now", and
+    statements need entries in past months. Inserting is all the append-only ledger allows, so this is a real row."""
+
+    class Meta:
+        model = LedgerEntry
+
+    organization = factory.SubFactory(OrganizationFactory)
+    kind = LedgerKind.GRANT
+    amount_micro = 1_000_000
+    memo = "Test grant"
+    created_by = factory.SubFactory(UserFactory)

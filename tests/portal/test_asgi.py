@@ -38,7 +38,7 @@ def test_only_v1_paths_go_to_the_gateway(path: str, expected: bool) -> None:
 
 
 def test_a_v1_path_answers_in_the_product_error_envelope() -> None:
-    response = request("GET", "/v1/models")
+    response = request("GET", "/v1/nowhere")
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["code"] == "not_found"
@@ -76,8 +76,8 @@ def test_the_production_server_command_serves_both_halves() -> None:
     )
     try:
         gateway = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
-        assert gateway.status_code == 404
-        assert gateway.json()["error"]["code"] == "not_found"
+        assert gateway.status_code == 401
+        assert gateway.json()["error"]["code"] == "invalid_api_key"
         portal = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert portal.json() == {"status": "ok"}
     finally:

@@ -1,0 +1,140 @@
+"""/api/v1/usage and /api/v1/requests: organization-scoped, numbers equal to the admission engine and the roll-ups,
+filters and pagination on the request log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from apikeys.models import ApiKey
+from metering.ingest import usage_events_ingest
+from metering.ledger import datetime_to_ms
+from tests.factories import issue_key
+from tests.metering.factories import lifecycle, refusal
+from tests.metering.helpers import admit, status
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.metering.urls")]
+
+
+def session(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def traffic(org: Any, key: ApiKey, owner: Any, counters: str) -> dict[str, Any]:
+    """Yesterday and today: two keys, two models, an error, a refusal; every admitted request booked in the engine."""
+    other_key, _ = issue_key(org, owner, name="batch jobs")
+    now = timezone.now()
+    yesterday = datetime_to_ms(now - timedelta(days=1))
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime_to_ms(max(now - timedelta(minutes=30), midnight))  # never yesterday, whenever the test runs
+    plan: list[tuple[Any, int, str, str]] = [
+        (key, yesterday, "gpt-oss-20b", "ok"),
+        (key, yesterday + 1000, "gpt-oss-20b", "ok"),
+        (key, today, "gpt-oss-20b", "ok"),
+        (key, today + 1000, "gemma-3", "client_cancelled"),
+        (other_key, today + 2000, "gemma-3", "ok"),
+    ]
+    ids = []
+    for used_key, at, model, outcome in plan:
+        admit(organization_id=org.pk, key_id=used_key.pk, at_ms=at)
+        events = lifecycle(organization_id=org.pk, key_id=used_key.pk, at_ms=at, model=model, outcome=outcome)
+        usage_events_ingest(events=events)
+        ids.append(events[0].request_id)
+    refused = refusal(organization_id=org.pk, key_id=key.pk, at_ms=today + 3000, outcome="rate_limited")
+    usage_events_ingest(events=[refused])
+    return {"key": key, "other_key": other_key, "ids": ids, "refused": refused.request_id}
+
+
+def test_usage_shows_the_engines_allowance_state_and_the_roll_ups(
+    org: Any, owner: Any, traffic: dict[str, Any]
+) -> None:
+    body = session(owner).get("/api/v1/usage", {"organization": "acme", "days": 7}).json()
+
+    engine = status(organization_id=org.pk, key_id=traffic["key"].pk, now_ms=datetime_to_ms(timezone.now()))[1:]
+    assert body["plan"] == {"slug": "free", "name": "Free"}
+    assert [(a["name"], a["limit"], a["used"], a["remaining"]) for a in body["allowances"]] == [
+        (s.name, s.limit, s.used, s.remaining)  # type: ignore[attr-defined]
+        for s in engine
+    ]
+    assert [a["used"] for a in body["allowances"]] == [3, 5]  # yesterday's two are outside the 5-hour window
+    weekly = body["allowances"][1]
+    assert datetime.fromisoformat(weekly["resets_at"]) > timezone.now() + timedelta(days=5)
+    assert body["totals"]["requests"] == 6
+    assert body["totals"]["billed_requests"] == 5
+    assert body["totals"]["outcomes"]["ok"] == 4
+    assert body["totals"]["outcomes"]["rate_limited"] == 1
+    assert body["totals"]["completion_tokens"] == 5 * 34
+    assert len(body["by_day"]) == 7
+    today = datetime.now(UTC).date()
+    per_day = {d["day"]: d["requests"] for d in body["by_day"] if d["requests"]}
+    assert per_day == {(today - timedelta(days=1)).isoformat(): 2, today.isoformat(): 4}
+    assert [(k["name"], k["requests"]) for k in body["by_key"]] == [("metering test", 5), ("batch jobs", 1)]
+    assert [(m["model"], m["requests"], m["billed_requests"]) for m in body["by_model"]] == [
+        ("gpt-oss-20b", 4, 3),
+        ("gemma-3", 2, 2),
+    ]
+
+
+def test_usage_with_a_manage_key_reads_the_keys_own_organization(org: Any, owner: Any, traffic: dict[str, Any]) -> None:
+    _, secret = issue_key(org, owner, name="dashboard", scopes=["manage"])
+
+    response = Client().get("/api/v1/usage", HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    assert response.status_code == 200
+    assert response.json()["organization"] == "acme"
+    assert response.json()["totals"]["requests"] == 6
+
+
+def test_an_outsider_sees_nothing_of_another_organizations_usage(outsider: Any, traffic: dict[str, Any]) -> None:
+    client = session(outsider)
+
+    assert client.get("/api/v1/usage", {"organization": "acme"}).status_code == 404
+    assert client.get("/api/v1/requests", {"organization": "acme"}).status_code == 404
+    assert client.get(f"/api/v1/requests/{traffic['ids'][0]}", {"organization": "acme"}).status_code == 404
+    own = client.get("/api/v1/requests").json()
+    assert own["results"] == []
+    assert client.get(f"/api/v1/requests/{traffic['ids'][0]}").status_code == 404
+
+
+def test_the_request_log_is_newest_first_and_filters_narrow_it(member: Any, traffic: dict[str, Any]) -> None:
+    client = session(member)
+
+    def ids(**query: Any) -> list[str]:
+        body = client.get("/api/v1/requests", {"organization": "acme", **query}).json()
+        return [row["request_id"] for row in body["results"]]
+
+    everything = ids()
+    assert everything == [traffic["refused"], *reversed(traffic["ids"])]
+    assert ids(key=traffic["other_key"].pk) == [traffic["ids"][4]]
+    assert ids(model="gemma-3") == [traffic["ids"][4], traffic["ids"][3]]
+    assert ids(outcome="client_cancelled") == [traffic["ids"][3]]
+    assert ids(outcome="rate_limited") == [traffic["refused"]]
+    assert ids(request_id=traffic["ids"][1]) == [traffic["ids"][1]]
+    assert client.get("/api/v1/requests", {"organization": "acme", "outcome": "teleported"}).status_code == 400
+
+
+def test_the_request_log_pages_with_a_cursor(member: Any, traffic: dict[str, Any]) -> None:
+    client = session(member)
+    first = client.get("/api/v1/requests", {"organization": "acme", "limit": 4}).json()
+    second = client.get(first["next"]).json()
+
+    seen = [row["request_id"] for row in first["results"] + second["results"]]
+    assert seen == [traffic["refused"], *reversed(traffic["ids"])]
+    assert second["next"] is None
+
+
+def test_one_request_answers_accepted_forwarded_completed_recorded(member: Any, traffic: dict[str, Any]) -> None:
+    body = session(member).get(f"/api/v1/requests/{traffic['ids'][2]}", {"organization": "acme"}).json()
+
+    assert body["stage"] == "completed" and body["outcome"] == "ok"
+    for stamp in ("accepted_at", "forwarded_at", "completed_at", "recorded_at"):
+        assert body[stamp] is not None
+    assert body["key_name"] == "metering test"
+    assert "target_id" not in body  # customers never see the router layout

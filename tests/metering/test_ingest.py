@@ -1,0 +1,194 @@
+"""Ingestion: lifecycle events become one ledger row per request, idempotently, in any order, with exact roll-ups."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from apikeys.models import ApiKey
+from metering import store
+from metering.events import LifecycleEvent
+from metering.ingest import usage_events_ingest, usage_events_write
+from metering.ledger import WRITABLE_FIELDS, datetime_to_ms
+from metering.models import Granularity, UsageEvent, UsageRollup
+from tests.metering.factories import lifecycle, now_ms, refusal
+from tests.metering.helpers import assert_rollups_exact, rollups_now
+
+pytestmark = pytest.mark.django_db
+
+
+def ledger() -> dict[str, tuple[Any, ...]]:
+    fields = [name for name in WRITABLE_FIELDS if name != "recorded_at"]
+    return {row.request_id: tuple(getattr(row, name) for name in fields) for row in UsageEvent.objects.all()}
+
+
+def test_a_request_becomes_one_row_that_answers_every_lifecycle_question(org: Any, key: ApiKey, owner: Any) -> None:
+    events = lifecycle(organization_id=org.pk, key_id=key.pk, user_id=owner.pk, stream=True)
+
+    assert usage_events_ingest(events=events) == 1
+
+    row = UsageEvent.objects.get()
+    assert row.request_id == events[0].request_id
+    assert (row.organization_id, row.api_key_id, row.user_id) == (org.pk, key.pk, owner.pk)
+    assert (row.stage, row.outcome, row.status_code) == ("completed", "ok", 200)
+    assert datetime_to_ms(row.accepted_at) == events[0].at_ms
+    assert datetime_to_ms(row.forwarded_at) == events[1].at_ms
+    assert datetime_to_ms(row.completed_at) == events[2].at_ms
+    assert row.recorded_at is not None
+    assert (row.model, row.served_model, row.family, row.plan) == ("gpt-oss-20b", "gpt-oss-20b", "oss", "free")
+    assert (row.cost_units, row.billed, row.refunded, row.stream) == (1, True, False, True)
+    assert (row.prompt_tokens, row.completion_tokens, row.target_id) == (12, 34, 7)
+    key.refresh_from_db()
+    assert datetime_to_ms(key.last_used_at) == events[2].at_ms  # type: ignore[arg-type]
+
+
+def test_replaying_the_same_events_changes_nothing(org: Any, key: ApiKey) -> None:
+    events = [e for _ in range(20) for e in lifecycle(organization_id=org.pk, key_id=key.pk)]
+    usage_events_ingest(events=events)
+    before, recorded, rollups = ledger(), list(UsageEvent.objects.values_list("recorded_at", flat=True)), rollups_now()
+
+    assert usage_events_ingest(events=events) == 0
+    assert usage_events_ingest(events=list(reversed(events))) == 0
+
+    assert ledger() == before
+    assert list(UsageEvent.objects.values_list("recorded_at", flat=True)) == recorded
+    assert rollups_now() == rollups
+    assert UsageEvent.objects.count() == 20
+    day = UsageRollup.objects.get(granularity=Granularity.DAY)
+    assert (day.requests, day.billed_requests, day.cost_units, day.outcome_ok) == (20, 20, 20, 20)
+    assert (day.prompt_tokens, day.completion_tokens) == (20 * 12, 20 * 34)
+
+
+def test_a_late_forwarded_event_does_not_undo_the_completion(org: Any, key: ApiKey) -> None:
+    accepted, forwarded, completed = lifecycle(organization_id=org.pk, key_id=key.pk)
+
+    usage_events_ingest(events=[accepted])
+    assert UsageEvent.objects.get().stage == "accepted"
+    usage_events_ingest(events=[completed])
+    usage_events_ingest(events=[forwarded])
+
+    row = UsageEvent.objects.get()
+    assert (row.stage, row.outcome, row.completion_tokens) == ("completed", "ok", 34)
+    assert row.forwarded_at is not None and row.completed_at is not None
+    assert_rollups_exact()
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "portable-sql"])
+def test_any_order_and_any_batching_give_the_same_ledger_and_roll_ups(
+    org: Any, key: ApiKey, copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "use_copy", copy)  # the SQLite form of the statements, run on PostgreSQL
+    start = datetime(2025, 3, 1, 23, 0, tzinfo=UTC)  # two days and many hours: requests land in many buckets
+    rng = random.Random(8)
+    events: list[LifecycleEvent] = []
+    for index in range(300):
+        at = datetime_to_ms(start) + index * 20 * 60_000 // 30 + rng.randrange(60_000)
+        outcome = rng.choice(["ok", "ok", "ok", "backend_error", "client_cancelled"])
+        refunded = outcome == "backend_error"
+        events += lifecycle(
+            organization_id=org.pk, key_id=key.pk, at_ms=at, outcome=outcome, refunded=refunded, cost=rng.choice([1, 3])
+        )
+        if index % 7 == 0:
+            events.append(refusal(organization_id=org.pk, key_id=key.pk, at_ms=at + 5))
+    usage_events_ingest(events=events)
+    in_order, in_order_rollups = ledger(), rollups_now()
+    UsageEvent.objects.all().delete()
+    UsageRollup.objects.all().delete()
+
+    shuffled = events[:]
+    rng.shuffle(shuffled)
+    position = 0
+    while position < len(shuffled):
+        size = rng.randrange(1, 90)
+        usage_events_ingest(events=shuffled[position : position + size])
+        position += size
+
+    assert ledger() == in_order
+    assert rollups_now() == in_order_rollups
+    assert_rollups_exact()
+    assert UsageEvent.objects.count() == 300 + 43
+
+
+def test_a_request_whose_admission_arrives_last_is_counted_in_the_hour_it_arrived(org: Any, key: ApiKey) -> None:
+    just_before_eleven = datetime_to_ms(datetime(2025, 3, 1, 10, 59, 59, 995_000, tzinfo=UTC))
+    accepted, forwarded, completed = lifecycle(organization_id=org.pk, key_id=key.pk, at_ms=just_before_eleven)
+
+    usage_events_ingest(events=[completed, forwarded])  # both after 11:00
+    usage_events_ingest(events=[accepted])  # 10:59:59.995
+
+    hours = {
+        row.bucket_start.hour: row.requests
+        for row in UsageRollup.objects.filter(granularity=Granularity.HOUR)
+        if row.requests
+    }
+    assert hours == {10: 1}
+    assert_rollups_exact()
+
+
+def test_refusals_are_in_the_request_log_but_never_count_as_usage(org: Any, key: ApiKey) -> None:
+    event = refusal(organization_id=org.pk, key_id=key.pk, outcome="quota_exhausted")
+    spoofed = dataclasses.replace(event, cost_units=5)  # a refusal claiming a cost still costs nothing
+
+    usage_events_ingest(events=[spoofed])
+
+    row = UsageEvent.objects.get()
+    assert (row.stage, row.outcome, row.status_code) == ("refused", "quota_exhausted", 429)
+    assert (row.billed, row.cost_units, row.accepted_at) == (False, 0, None)
+    day = UsageRollup.objects.get(granularity=Granularity.DAY)
+    assert (day.requests, day.billed_requests, day.cost_units, day.outcome_quota_exhausted) == (1, 0, 0, 1)
+
+
+def test_a_refunded_request_is_recorded_but_not_billed(org: Any, key: ApiKey) -> None:
+    usage_events_ingest(events=lifecycle(organization_id=org.pk, key_id=key.pk, outcome="backend_error", refunded=True))
+
+    row = UsageEvent.objects.get()
+    assert (row.outcome, row.refunded, row.billed) == ("backend_error", True, False)
+    day = UsageRollup.objects.get(granularity=Granularity.DAY)
+    assert (day.requests, day.billed_requests, day.cost_units, day.outcome_backend_error) == (1, 0, 0, 1)
+
+
+def test_events_it_cannot_store_are_set_aside_and_the_rest_is_written(org: Any, key: ApiKey) -> None:
+    good = lifecycle(organization_id=org.pk, key_id=key.pk)
+    orphan = lifecycle(organization_id=987_654, key_id=key.pk)[0]
+    huge = lifecycle(organization_id=org.pk, key_id=key.pk, prompt_tokens=2**40)[2]
+
+    result = usage_events_write(events=[orphan, *good, huge])
+
+    assert [(item.index, item.reason) for item in result.rejected] == [
+        (0, "unknown organization 987654"),
+        (4, "prompt_tokens out of range"),
+    ]
+    assert list(UsageEvent.objects.values_list("request_id", flat=True)) == [good[0].request_id]
+
+
+def test_usage_stays_attributed_to_the_organization_when_user_and_key_are_unknown(org: Any, key: ApiKey) -> None:
+    events = lifecycle(organization_id=org.pk, key_id=424_242, user_id=535_353)
+
+    usage_events_ingest(events=events)
+
+    row = UsageEvent.objects.get()
+    assert (row.organization_id, row.api_key_id, row.reported_key_id, row.user_id) == (org.pk, None, 424_242, None)
+    assert UsageRollup.objects.get(granularity=Granularity.DAY).key_id == 424_242
+
+
+def test_a_key_of_another_organization_is_not_linked(org: Any, key: ApiKey, outsider: Any) -> None:
+    from accounts.models import Organization
+
+    elsewhere = Organization.objects.get(slug="elsewhere")
+    usage_events_ingest(events=lifecycle(organization_id=elsewhere.pk, key_id=key.pk))
+
+    row = UsageEvent.objects.get()
+    assert (row.organization_id, row.api_key_id) == (elsewhere.pk, None)
+
+
+def test_last_used_never_moves_backwards(org: Any, key: ApiKey) -> None:
+    late = now_ms()
+    usage_events_ingest(events=lifecycle(organization_id=org.pk, key_id=key.pk, at_ms=late))
+    usage_events_ingest(events=lifecycle(organization_id=org.pk, key_id=key.pk, at_ms=late - 3_600_000))
+
+    key.refresh_from_db()
+    assert datetime_to_ms(key.last_used_at) == late + 20  # type: ignore[arg-type]
