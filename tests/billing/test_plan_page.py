@@ -11,7 +11,7 @@ from billing.ledger import MICRO, ledger_grant
 from billing.models import Plan, UpgradeRequest, UpgradeStatus
 from tests.billing.factories import PlanFactory, SubscriptionFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.billing.urls")]
+pytestmark = [pytest.mark.django_db]
 
 PLAN_URL = "/orgs/acme/plan/"
 UPGRADE_URL = "/orgs/acme/plan/upgrade"

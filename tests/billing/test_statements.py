@@ -14,7 +14,7 @@ from billing.models import LedgerKind, Plan
 from billing.statements import ledger_balance, statement_for
 from tests.billing.factories import OperatorEntryFactory, PlanFactory, SubscriptionFactory, usage_rollups_add
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.billing.urls")]
+pytestmark = [pytest.mark.django_db]
 
 PRICE = 1_000  # micro-credits per unit
 FEB = datetime(2026, 2, 1, tzinfo=UTC)

@@ -17,7 +17,7 @@ from tests.factories import issue_key
 from tests.metering.factories import lifecycle, refusal
 from tests.metering.helpers import admit, status
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.metering.urls")]
+pytestmark = [pytest.mark.django_db]
 
 
 def session(user: Any) -> Client:
