@@ -7,9 +7,9 @@ Every change writes an audit event and, once committed, tells every gateway work
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Callable
 from typing import Any
 
 from allauth.account.models import EmailAddress
