@@ -9,6 +9,7 @@ go into a Redis stream entry as they are.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -72,14 +73,10 @@ class LifecycleEvent:
     _BOOLS: ClassVar[frozenset[str]] = frozenset({"stream", "refunded"})
 
     def to_fields(self) -> dict[str, str]:
-        """The stream entry: strings only, absent values left out."""
-        data: dict[str, str] = {}
-        for name in _FIELD_NAMES:
-            value = getattr(self, name)
-            if value is None or value == "":
-                continue
-            data[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
-        return data
+        """The stream entry: one field holding the event as compact JSON, absent values left out. One field, not
+        one per attribute: encoding a fifteen-field XADD was a measurable share of the gateway's time per request."""
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        return {"e": json.dumps({k: v for k, v in data.items() if v is not None and v != ""}, separators=(",", ":"))}
 
     @classmethod
     def from_fields(cls, data: dict[str, str] | dict[bytes, bytes]) -> LifecycleEvent:
@@ -88,6 +85,16 @@ class LifecycleEvent:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in data.items()
         }
+        if "e" in text:  # the compact form to_fields writes
+            try:
+                decoded = json.loads(text["e"])
+            except ValueError:
+                raise ValueError("not a usage event: bad JSON") from None
+            if not isinstance(decoded, dict):
+                raise ValueError("not a usage event")
+            flat = {k: v for k, v in text.items() if k != "e"}  # fields written beside it take precedence
+            text = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in decoded.items()}
+            text.update(flat)
         values: dict[str, object] = {}
         for name, raw in text.items():
             if name not in _KNOWN:
