@@ -64,3 +64,40 @@ def test_limits_hold_exactly_across_three_workers(workers: GatewayWorkers, catal
     assert statuses.count(200) == 20, statuses
     assert statuses.count(429) == 40
     assert sandbox.stats()["completions"] == 20
+
+
+@pytest.mark.parametrize("workers", [1], indirect=True)
+def test_a_worker_killed_under_load_leaves_a_row_for_every_admitted_request(
+    workers: GatewayWorkers, catalog: Catalog, sandbox: Sandbox
+) -> None:
+    """SIGKILL mid-request: each admitted request keeps its ledger row; the in-flight ones close as `unknown`."""
+    import os
+    import signal
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from metering.drain import usage_drain
+    from metering.models import UsageEvent
+    from metering.reconcile import usage_requests_close_stale
+
+    sandbox.configure(latency_ms=1500)
+    auth = {"Authorization": f"Bearer {catalog.secret}"}
+
+    async def load() -> list[object]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            calls = [client.post(f"{workers.urls[0]}/v1/chat/completions", json=CHAT, headers=auth) for _ in range(8)]
+            killer = asyncio.get_running_loop().call_later(0.7, os.kill, workers.processes[0].pid, signal.SIGKILL)
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            killer.cancel()
+            return results
+
+    results = asyncio.run(load())
+    assert all(isinstance(result, httpx.HTTPError) for result in results)  # nobody got an answer
+    usage_drain()
+    rows = list(UsageEvent.objects.all())
+    assert len(rows) == 8  # every admitted request was recorded before it was forwarded
+    assert all(row.accepted_at is not None and row.completed_at is None for row in rows)
+    closed = usage_requests_close_stale(now=timezone.now() + timedelta(hours=1))
+    assert sorted(closed) == sorted(row.request_id for row in rows)
+    assert set(UsageEvent.objects.values_list("outcome", flat=True)) == {"unknown"}
