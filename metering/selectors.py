@@ -149,6 +149,32 @@ def usage_by_day(*, organization_id: int, since: date, until: date) -> list[DayU
     return [DayUsage(day=day, totals=found.get(day, UsageTotals.of({}))) for day in days]
 
 
+@dataclass(frozen=True)
+class HourUsage:
+    hour: datetime  # the UTC hour's start
+    totals: UsageTotals
+
+
+def usage_by_hour(*, organization_id: int, since: datetime, until: datetime) -> list[HourUsage]:
+    """One entry per UTC hour in [since, until) (both rounded down to the hour), hours without requests included."""
+    since, until = _hour_floor(since), _hour_floor(until)
+    rows = (
+        UsageRollup.objects.filter(
+            organization_id=organization_id,
+            granularity=Granularity.HOUR,
+            bucket_start__gte=since,
+            bucket_start__lt=until,
+        )
+        .values("bucket_start")
+        .annotate(**_sums())
+        .order_by()
+    )
+    found = {row["bucket_start"].astimezone(UTC): UsageTotals.of(row) for row in rows}
+    count = int((until - since).total_seconds() // 3600)
+    hours = [since + timedelta(hours=offset) for offset in range(count)]
+    return [HourUsage(hour=hour, totals=found.get(hour, UsageTotals.of({}))) for hour in hours]
+
+
 def usage_by_key(*, organization_id: int, since: date, until: date) -> list[KeyUsage]:
     """Per key with requests in the period, busiest first."""
     rows = list(_day_rollups(organization_id, since, until).values("key_id").annotate(**_sums()).order_by())
@@ -201,3 +227,7 @@ def usage_event_for_request(*, organization_id: int, request_id: str) -> UsageEv
 
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _hour_floor(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

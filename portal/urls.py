@@ -17,5 +17,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("apikeys.urls")),
     path("", include("billing.urls")),
+    path("", include("metering.urls")),
     path("", include("portal.api_urls")),
 ]
