@@ -160,6 +160,9 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Cortensor Portal] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_SESSION_REMEMBER = None
+# allauth's defaults (login 30/m/ip; failed logins 10/m/ip and 5 per 5 minutes per account; signup 20/m/ip) plus
+# Sign-In with Ethereum: challenges are stored nonces, verifications are sign-in attempts.
+ACCOUNT_RATE_LIMITS = {"siwe_challenge": "30/m/ip", "siwe_verify": "20/m/ip"}
 
 # Sign-In with Ethereum (EIP-4361): the chains a message may name, and how long a challenge is valid.
 SIWE_ALLOWED_CHAIN_IDS = env_int_list("SIWE_ALLOWED_CHAIN_IDS", [1, 10, 137, 8453, 42161, 421614])

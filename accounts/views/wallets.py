@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from allauth.core import ratelimit
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -20,6 +21,15 @@ from accounts.models import Wallet
 from accounts.net import client_ip
 
 MAX_BODY = 16 * 1024
+# Rates live with allauth's own (ACCOUNT_RATE_LIMITS in portal/settings.py), so sign-in by wallet is throttled in
+# the same cache and by the same client address as sign-in by password.
+TOO_MANY = "Too many sign-in attempts from your network; wait a minute and try again."
+
+
+def _throttled(request: HttpRequest, action: str) -> JsonResponse | None:
+    if ratelimit.consume(request, action=action):
+        return None
+    return JsonResponse({"error": TOO_MANY}, status=429, headers={"Retry-After": "60"})
 
 
 def _json_body(request: HttpRequest) -> dict[str, object]:
@@ -46,6 +56,8 @@ def siwe_page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def siwe_challenge(request: HttpRequest) -> JsonResponse:
+    if (refused := _throttled(request, "siwe_challenge")) is not None:
+        return refused  # each challenge is a stored nonce: unbounded, they would fill the table
     try:
         data = _json_body(request)
         chain_id = data.get("chain_id", 1)
@@ -63,6 +75,8 @@ def siwe_challenge(request: HttpRequest) -> JsonResponse:
 @require_POST
 def siwe_verify(request: HttpRequest) -> JsonResponse:
     """Sign in (or sign up) with the signed message; when already signed in, link the wallet instead."""
+    if (refused := _throttled(request, "siwe_verify")) is not None:
+        return refused
     try:
         data = _json_body(request)
         domain, uri = _site(request)

@@ -174,6 +174,14 @@ MATRIX: dict[str, tuple[Probe, ...]] = {
     "plan_detail": (get(to("plan_detail", **ORG), ORG_PAGE),),
     "plan_upgrade_request": (post(to("plan_upgrade_request", **ORG), OWNER_ACTION),),
     "plan_statement": (get(to("plan_statement", slug=acme, year=lambda w: w.year, month=lambda w: w.month), ORG_PAGE),),
+    # Usage pages (metering/urls.py): every member reads them; the "current" links go to the organization worked in.
+    "current_dashboard": (get(to("current_dashboard"), SIGNED_IN),),
+    "current_usage": (get(to("current_usage"), SIGNED_IN),),
+    "dashboard": (get(to("dashboard", **ORG), ORG_PAGE),),
+    "usage": (get(to("usage", **ORG), ORG_PAGE),),
+    "models": (get(to("models", **ORG), ORG_PAGE),),
+    "request_log": (get(to("request_log", **ORG), ORG_PAGE),),
+    "request_detail": (get(to("request_detail", slug=acme, request_id=lambda w: w.request_id), ORG_PAGE),),
     # Management API (session callers here; key callers in tests/apikeys/test_api.py and tests/contract)
     "apikey-list": (
         api("GET", query(to("apikey-list"), API_ORG), API_ORG_READ),

@@ -1,0 +1,95 @@
+"""Guessing is slowed down: password sign-in (allauth's rate limits, kept on) and Sign-In with Ethereum."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from eth_account import Account
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+WRONG = "not-the-password-1"
+ALICE = Account.from_key("0x" + "33" * 32)
+
+
+def sign_in(client: Client, email: str, password: str, ip: str = "198.51.100.7") -> tuple[int, str]:
+    response = client.post("/accounts/login/", {"login": email, "password": password}, REMOTE_ADDR=ip)
+    return response.status_code, response.content.decode()
+
+
+def test_five_wrong_passwords_lock_the_account_for_a_while_even_with_the_right_one(owner: User) -> None:
+    from tests.factories import TEST_PASSWORD
+
+    client = Client()
+    for _ in range(5):
+        status, page = sign_in(client, owner.email, WRONG)
+        assert status == 200
+        assert "not correct" in page
+    _, page = sign_in(client, owner.email, TEST_PASSWORD)
+    assert "Too many failed login attempts" in page
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_account_lock_holds_when_the_guesser_changes_address(owner: User) -> None:
+    from tests.factories import TEST_PASSWORD
+
+    client = Client()
+    for attempt in range(5):
+        sign_in(client, owner.email, WRONG, ip=f"198.51.100.{attempt + 10}")
+    _, page = sign_in(client, owner.email, TEST_PASSWORD, ip="203.0.113.99")
+    assert "Too many failed login attempts" in page
+    assert "_auth_user_id" not in client.session
+
+
+def test_one_address_guessing_many_accounts_is_stopped(db: None) -> None:
+    client = Client()
+    statuses = [sign_in(client, f"victim{n}@example.com", WRONG)[0] for n in range(12)]
+    pages = [sign_in(client, "another@example.com", WRONG)[1]]
+    assert statuses[:10] == [200] * 10
+    assert "Too many failed login attempts" in pages[-1]
+
+
+def test_a_correct_password_still_works_for_someone_else_meanwhile(owner: User, member: User) -> None:
+    from tests.factories import TEST_PASSWORD
+
+    guesser = Client()
+    for _ in range(5):
+        sign_in(guesser, owner.email, WRONG, ip="198.51.100.50")
+    honest = Client()
+    status, _ = sign_in(honest, member.email, TEST_PASSWORD, ip="203.0.113.5")
+    assert status == 302
+    assert honest.session["_auth_user_id"] == str(member.pk)
+
+
+def _post_json(client: Client, path: str, body: dict[str, object], ip: str) -> tuple[int, dict[str, object]]:
+    response = client.post(path, json.dumps(body), content_type="application/json", REMOTE_ADDR=ip)
+    return response.status_code, response.json()
+
+
+def test_siwe_verification_attempts_are_limited_per_address() -> None:
+    client = Client()
+    statuses = [
+        _post_json(client, "/accounts/siwe/verify", {"message": "forged", "signature": "0x00"}, "198.51.100.8")[0]
+        for _ in range(21)
+    ]
+    assert statuses[:20] == [400] * 20
+    status, body = _post_json(client, "/accounts/siwe/verify", {"message": "m", "signature": "0x"}, "198.51.100.8")
+    assert status == 429
+    assert "Too many sign-in attempts" in str(body["error"])
+    # Another network is not affected.
+    assert _post_json(client, "/accounts/siwe/verify", {"message": "m", "signature": "0x"}, "203.0.113.8")[0] == 400
+
+
+def test_siwe_challenges_are_limited_per_address_so_nonces_cannot_fill_the_table() -> None:
+    from accounts.models import SiweNonce
+
+    client = Client()
+    body = {"address": ALICE.address, "chain_id": 1}
+    statuses = [_post_json(client, "/accounts/siwe/challenge", body, "198.51.100.9")[0] for _ in range(32)]
+    assert statuses[:30] == [200] * 30
+    assert statuses[30:] == [429, 429]
+    assert SiweNonce.objects.count() == 30
