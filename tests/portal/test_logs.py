@@ -1,0 +1,100 @@
+"""Structured logs (portal/logs.py): JSON lines in production, each with the request id when there is one."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+
+from portal.logs import JsonFormatter, RequestIdFilter
+from tests.conftest import ROOT
+from tests.portal.test_settings import PRODUCTION
+
+
+def run_logging(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, logging; django.setup(); log = logging.getLogger('portal.check')\n" + code,
+        ],
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "LOG_FORMAT"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_production_profile_writes_one_json_object_per_line() -> None:
+    code = (
+        "log.warning('request %s: upstream said no', 'req_01KBAD0000000000000000000Z')\n"
+        "log.info('plain line', extra={'organization_id': 7})\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    log.exception('it failed')\n"
+    )
+    result = run_logging(code, {**PRODUCTION, "DJANGO_SETTINGS_MODULE": "portal.settings"})
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [line["message"] for line in lines] == [
+        "request req_01KBAD0000000000000000000Z: upstream said no",
+        "plain line",
+        "it failed",
+    ]
+    assert lines[0]["request_id"] == "req_01KBAD0000000000000000000Z"
+    assert lines[0]["level"] == "WARNING" and lines[0]["logger"] == "portal.check"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", lines[0]["ts"])
+    assert "request_id" not in lines[1] and lines[1]["organization_id"] == 7
+    assert "ZeroDivisionError" in lines[2]["exception"]
+
+
+def test_development_stays_plain_unless_log_format_asks_for_json() -> None:
+    plain = run_logging("log.warning('hello')", {"DJANGO_SETTINGS_MODULE": "portal.settings"})
+    assert plain.stderr.strip().endswith("WARNING portal.check hello"), plain.stderr
+    as_json = run_logging("log.warning('hello')", {"DJANGO_SETTINGS_MODULE": "portal.settings", "LOG_FORMAT": "json"})
+    assert json.loads(as_json.stderr)["message"] == "hello"
+
+
+def test_a_bad_log_format_stops_start_up_with_the_variable_named() -> None:
+    result = run_logging("", {"DJANGO_SETTINGS_MODULE": "portal.settings", "LOG_FORMAT": "xml"})
+    assert result.returncode != 0
+    assert "LOG_FORMAT" in result.stderr
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """Django's request logger, formatted as production formats it, into a buffer."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    yield buffer
+    logger.removeHandler(handler)
+
+
+def test_a_portal_request_gets_an_id_that_its_log_lines_carry(json_lines: io.StringIO, db: None) -> None:
+    response = Client().get("/no-such-page/")
+    request_id = response.headers["X-Request-ID"]
+    assert re.match(r"^req_[0-9A-Z]{26}$", request_id)
+    line = json.loads(json_lines.getvalue().splitlines()[-1])
+    assert line["message"] == "Not Found: /no-such-page/"
+    assert line["request_id"] == request_id
+    assert line["status_code"] == 404
+
+
+def test_a_clients_own_request_id_is_kept_when_it_is_sane(json_lines: io.StringIO, db: None) -> None:
+    client = Client()
+    assert client.get("/healthz", headers={"X-Request-ID": "trace-42.a:b"}).headers["X-Request-ID"] == "trace-42.a:b"
+    replaced = client.get("/healthz", headers={"X-Request-ID": "bad id\nforged: line"}).headers["X-Request-ID"]
+    assert replaced.startswith("req_")
+    client.get("/no-such-page/", headers={"X-Request-ID": "trace-43"})
+    assert json.loads(json_lines.getvalue().splitlines()[-1])["request_id"] == "trace-43"
