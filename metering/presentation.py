@@ -120,6 +120,11 @@ class AllowanceSummary:
     def warning(self) -> bool:
         return self.level == WARNING
 
+    @property
+    def fullest(self) -> AllowanceView | None:
+        """The allowance closest to its limit: the one a warning names."""
+        return max(self.views, key=lambda view: view.state.percent_used, default=None)
+
 
 def allowance_summary(status: AllowanceStatus, *, now: datetime, zone: tzinfo) -> AllowanceSummary:
     views = [allowance_view(state, now=now, zone=zone) for state in status.allowances]

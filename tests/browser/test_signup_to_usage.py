@@ -177,3 +177,41 @@ def test_the_usage_page_warns_near_the_limit_and_says_what_to_do_when_used_up(
     assert overflow <= 0
     page.screenshot(path=artifacts / "usage-phone.png", full_page=True)
     get_engine().reset_sync(scope=scope_for(org.pk))
+
+
+# Every visible form control on the page has a name a screen reader can say: a <label>, aria-label or aria-labelledby.
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+  .filter((el) => el.offsetParent !== null)
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+  .map((el) => el.name || el.id || el.outerHTML.slice(0, 80))"""
+
+
+def test_the_pages_work_from_the_keyboard_and_every_control_has_a_label(
+    page: Any, gateway_server: ServerThread, catalog: Any, org: Organization, owner: User
+) -> None:
+    from apikeys.models import ApiKey
+
+    base = gateway_server.url
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Email").fill(owner.email)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.keyboard.press("Enter")  # the form submits from the keyboard
+    page.wait_for_url(re.compile(r"/orgs/acme/dashboard/$"))
+    record(org, ApiKey.objects.get(pk=catalog.key_id), ok=2, failed=1)
+    event = UsageEvent.objects.filter(organization=org, outcome="backend_error").get()
+
+    for path in ("dashboard/", "usage/", "requests/", f"requests/{event.request_id}/", "models/", "keys/", "plan/"):
+        page.goto(f"{base}/orgs/acme/{path}")
+        assert page.evaluate(UNLABELLED) == [], path
+        assert page.locator("h1").count() == 1, path
+        page.keyboard.press("Tab")  # the first stop is the skip link, and it leads to the content
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content", path
+
+    # The request log's error explanation opens from the keyboard.
+    page.goto(f"{base}/orgs/acme/requests/")
+    summary = page.locator(f"tr[data-request-id='{event.request_id}'] details summary")
+    summary.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(f"tr[data-request-id='{event.request_id}'] details")).to_have_attribute("open", "")
+    assert "The backend failed while answering" in page.locator(f"tr[data-request-id='{event.request_id}']").inner_text()
+    get_engine().reset_sync(scope=scope_for(org.pk))

@@ -64,6 +64,7 @@ def test_from_80_percent_the_page_warns(org: Organization, member: User, key: An
     record(org, key, ok=1)
     html = as_user(member).get("/orgs/acme/usage/").content.decode()
     assert "Near the limit" in html and "allowance-warning" in html
+    assert "Acme has used 80% of its 5-hour allowance." in html
     assert shown(html, "short", "percent") == "80%"
 
 
