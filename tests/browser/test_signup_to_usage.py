@@ -182,7 +182,8 @@ def test_the_usage_page_warns_near_the_limit_and_says_what_to_do_when_used_up(
 # Every visible form control on the page has a name a screen reader can say: a <label>, aria-label or aria-labelledby.
 UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
   .filter((el) => el.offsetParent !== null)
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+  .filter((el) => !(el.labels && el.labels.length))
+  .filter((el) => !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
   .map((el) => el.name || el.id || el.outerHTML.slice(0, 80))"""
 
 
@@ -212,6 +213,7 @@ def test_the_pages_work_from_the_keyboard_and_every_control_has_a_label(
     summary = page.locator(f"tr[data-request-id='{event.request_id}'] details summary")
     summary.focus()
     page.keyboard.press("Enter")
-    expect(page.locator(f"tr[data-request-id='{event.request_id}'] details")).to_have_attribute("open", "")
-    assert "The backend failed while answering" in page.locator(f"tr[data-request-id='{event.request_id}']").inner_text()
+    row = page.locator(f"tr[data-request-id='{event.request_id}']")
+    expect(row.locator("details")).to_have_attribute("open", "")
+    assert "The backend failed while answering" in row.inner_text()
     get_engine().reset_sync(scope=scope_for(org.pk))
