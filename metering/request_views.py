@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 from accounts.http import AuthedRequest
 from accounts.views.access import membership_or_404
 from apikeys.models import ApiKey
+from apikeys.selectors import apikeys_for_organization
 from metering import selectors
 from metering.explanations import counted_sentence, explain, lifecycle
 from metering.models import Outcome, UsageEvent
@@ -46,7 +47,7 @@ def _explained(event: UsageEvent) -> dict[str, object]:
 def request_log(request: AuthedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     organization = membership.organization
-    keys = list(ApiKey.objects.filter(organization=organization).order_by("name", "pk"))
+    keys = list(apikeys_for_organization(organization=organization).order_by("name", "pk"))
     form = RequestFilterForm(request.GET or None, keys=keys)
     context: dict[str, object] = {
         "membership": membership,
@@ -58,7 +59,7 @@ def request_log(request: AuthedRequest, slug: str) -> HttpResponse:
     status = 200
     if request.GET and not form.is_valid():
         context.update({"rows": [], "page": None, "invalid": True})
-        status = 400
+        status = 422 if request.htmx else 400  # type: ignore[attr-defined]  # htmx swaps 422s in (base.html)
     else:
         data = form.cleaned_data if request.GET else {}
         events = selectors.usage_events_recent(

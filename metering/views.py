@@ -16,7 +16,8 @@ from accounts.current import current_membership
 from accounts.http import AuthedRequest
 from accounts.models import Membership
 from accounts.views.access import membership_or_404
-from apikeys.models import ApiKey, KeyStatus
+from apikeys.models import KeyStatus
+from apikeys.selectors import apikeys_for_organization
 from billing.selectors import NoDefaultPlan, PlanSnapshot
 from metering import selectors
 from metering.charts import Chart, requests_chart
@@ -81,7 +82,7 @@ def current_usage(request: AuthedRequest) -> HttpResponse:
 def dashboard(request: AuthedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     context = _base(membership, request)
-    keys = ApiKey.objects.filter(organization_id=membership.organization_id)
+    keys = list(apikeys_for_organization(organization=membership.organization))
     active = [key for key in keys if key.effective_status() == KeyStatus.ACTIVE]
     models = _allowed_models(context["plan"])  # type: ignore[arg-type]
     context.update(

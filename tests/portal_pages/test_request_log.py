@@ -56,6 +56,8 @@ def test_a_filter_that_makes_no_sense_is_a_400_that_says_why(org: Organization, 
     response = as_user(member).get(LOG, {"outcome": "exploded", "key": "abc"})
     assert response.status_code == 400
     assert "These filters are not valid" in response.content.decode()
+    swapped = as_user(member).get(LOG, {"outcome": "exploded"}, headers={"HX-Request": "true"})
+    assert swapped.status_code == 422 and "These filters are not valid" in swapped.content.decode()
 
 
 def test_another_organizations_key_is_not_a_filter_choice(
