@@ -6,10 +6,11 @@ check pass through to the backend untouched (OpenAI clients send many optional o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -53,8 +54,8 @@ def parse_json_object(body: bytes) -> dict[str, Any] | BodyProblem:
     if not body.strip():
         return BodyProblem("The request body is empty; send a JSON object.")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = orjson.loads(body)
+    except ValueError:  # orjson's JSONDecodeError, invalid UTF-8 included
         return BodyProblem("The request body is not valid JSON.")
     if not isinstance(data, dict):
         return BodyProblem("The request body must be a JSON object.")

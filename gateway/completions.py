@@ -268,6 +268,7 @@ class Completion:
                 outcome=exchange.outcome,
                 status_code=exchange.status or None,
                 target_id=exchange.target_id,
+                forwarded_at_ms=exchange.forwarded_at_ms,
                 latency_ms=self._latency_ms(),
                 prompt_tokens=exchange.prompt_tokens,
                 completion_tokens=exchange.completion_tokens,

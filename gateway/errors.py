@@ -7,8 +7,9 @@ or pool layout.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ CATALOGUE: dict[str, ErrorKind] = {kind.code: kind for kind in _KINDS}
 
 def error_body(code: str, request_id: str, *, message: str | None = None, param: str | None = None) -> bytes:
     kind = CATALOGUE[code]
-    return json.dumps(
+    return orjson.dumps(
         {
             "error": {
                 "message": message or kind.message,
@@ -168,6 +169,5 @@ def error_body(code: str, request_id: str, *, message: str | None = None, param:
                 "next_step": kind.next_step,
                 "request_id": request_id,
             }
-        },
-        separators=(",", ":"),
-    ).encode()
+        }
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from django.conf import settings
 
 from gateway.errors import CATALOGUE, error_body
@@ -99,8 +100,7 @@ class Forwarder:
             try:
                 self.gw.in_flight.acquire(target.id)
                 try:
-                    async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
-                        await self._exchange(upstream, target, route, exchange, send, receive, headers, on_forwarded)
+                    await self._exchange(upstream, target, route, exchange, send, receive, headers, on_forwarded)
                 finally:
                     self.gw.in_flight.release(target.id)
             except asyncio.CancelledError:
@@ -302,9 +302,7 @@ def _take_usage(exchange: Exchange, usage: dict[str, int] | None) -> None:
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(data, separators=(",", ":")).encode()
+    return orjson.dumps(data)
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -13,7 +13,7 @@ import time
 
 from apikeys.records import CACHE_TTL_SECONDS, KeyRecord, record_cache_key
 from apikeys.selectors import apikey_record_by_digest_async
-from portal.redis import async_redis
+from portal.redis import hot_redis
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class KeyCache:
         return record
 
     async def _load(self, digest: str) -> KeyRecord | None:
-        client = async_redis()
+        client = hot_redis()
         if client is not None:
             try:
                 raw = await client.get(record_cache_key(digest))

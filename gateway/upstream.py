@@ -1,7 +1,7 @@
 """The gateway's one upstream HTTP client per worker (aiohttp: see DESIGN.md "Measured facts").
 
 Explicit pool limits and timeouts from settings: connect (nothing sent yet: safe to retry elsewhere), first byte /
-between reads (`sock_read`), and a total budget the caller enforces around the whole exchange.
+between reads (`sock_read`), and a total budget for the whole exchange.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class UpstreamClient:
                 limit=settings.GATEWAY_UPSTREAM_POOL_SIZE,
                 limit_per_host=settings.GATEWAY_UPSTREAM_POOL_SIZE,
                 ttl_dns_cache=300,
-                keepalive_timeout=30,
+                keepalive_timeout=settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -37,9 +37,22 @@ class UpstreamClient:
         self._session = None
 
 
+_timeouts: dict[tuple[float, float, float], aiohttp.ClientTimeout] = {}
+
+
 def request_timeout() -> aiohttp.ClientTimeout:
-    """Per request, so a changed setting applies without a restart. `sock_read` bounds the wait for the first byte
-    and for each later read; the total budget is enforced by the caller around the whole exchange."""
-    return aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT, sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT
+    """Looked up per request, so a changed setting applies without a restart (and made once per distinct value:
+    building one showed in profiles). `sock_connect` bounds reaching the target (nothing sent yet: safe to retry
+    elsewhere); `sock_read` the wait for the first byte and for each later read; `total` the whole exchange,
+    streamed answers included."""
+    values = (
+        float(settings.GATEWAY_CONNECT_TIMEOUT),
+        float(settings.GATEWAY_FIRST_BYTE_TIMEOUT),
+        float(settings.GATEWAY_TOTAL_TIMEOUT),
     )
+    timeout = _timeouts.get(values)
+    if timeout is None:
+        timeout = _timeouts[values] = aiohttp.ClientTimeout(
+            total=values[2], sock_connect=values[0], sock_read=values[1]
+        )
+    return timeout

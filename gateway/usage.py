@@ -3,7 +3,9 @@
 `accepted` and `refused` events are written before the response goes on (one round trip): an admitted request has
 its record in Redis before anything is forwarded, so a worker that dies mid-request leaves an `accepted` event
 that reconciliation closes as `unknown`. `forwarded` and `completed` events are batched and flushed in the
-background every few milliseconds; if Redis refuses them they are kept (up to a bound) and retried.
+background every few milliseconds; if Redis refuses them they are kept (up to a bound) and retried. A `forwarded`
+event whose request completed before the flush is not written: the `completed` event carries its time and target, so
+a request that finishes quickly costs two stream entries, not three.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class UsageRecorder:
     async def flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
+            batch = _without_superseded(batch)
             try:
                 await publish_events(batch)
             except Exception:
@@ -96,6 +99,13 @@ class UsageRecorder:
                 await _drain_local_once()
             except Exception:
                 log.exception("writing usage events to the ledger failed; they stay queued")
+
+
+def _without_superseded(batch: list[LifecycleEvent]) -> list[LifecycleEvent]:
+    completed = {event.request_id for event in batch if event.stage == "completed" and event.forwarded_at_ms}
+    if not completed:
+        return batch
+    return [event for event in batch if event.stage != "forwarded" or event.request_id not in completed]
 
 
 async def _drain_local_once() -> None:

@@ -109,6 +109,8 @@ def _apply(row: LedgerRow, event: LifecycleEvent) -> None:
         row.forwarded_at = at
     elif stage == "completed" and row.completed_at is None:
         row.completed_at = at
+    if event.forwarded_at_ms is not None and row.forwarded_at is None:
+        row.forwarded_at = ms_to_datetime(event.forwarded_at_ms)
 
     for name in _DESCRIPTIVE:
         value = getattr(event, name)

@@ -11,11 +11,12 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from metering.events import STREAM, LifecycleEvent
-from portal.redis import async_redis, sync_redis
+from portal.redis import hot_redis, sync_redis
 
 # An upper bound so a metering outage cannot grow Redis without limit; far above a day of traffic at benchmark
 # rates. Trimming is approximate (~) so XADD stays O(1).
 STREAM_MAXLEN = 50_000_000
+_MAXLEN = str(STREAM_MAXLEN)
 
 _local_lock = threading.Lock()
 _local_queue: collections.deque[LifecycleEvent] = collections.deque()
@@ -25,18 +26,19 @@ async def publish_events(events: Sequence[LifecycleEvent]) -> None:
     """Append events to the usage stream in one round trip (a pipeline). Raises if Redis cannot take them."""
     if not events:
         return
-    client = async_redis()
+    client = hot_redis()
     if client is None:
         with _local_lock:
             _local_queue.extend(events)
         return
-    if len(events) == 1:  # a pipeline's bookkeeping costs more than the command for one event
-        await client.xadd(STREAM, events[0].to_fields(), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    if len(events) == 1:
+        await client.execute(*_xadd(events[0]))
         return
-    async with client.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.xadd(STREAM, event.to_fields(), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
-        await pipe.execute()
+    await client.execute_many([_xadd(event) for event in events])
+
+
+def _xadd(event: LifecycleEvent) -> tuple[str, ...]:
+    return ("XADD", STREAM, "MAXLEN", "~", _MAXLEN, "*", "e", event.to_fields()["e"])
 
 
 def publish_events_sync(events: Iterable[LifecycleEvent]) -> None:

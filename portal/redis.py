@@ -15,9 +15,12 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from portal.redis_pipe import PipelinedRedis
+
 _lock = threading.Lock()
 _sync_client: redis.Redis | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+_hot_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PipelinedRedis] = weakref.WeakKeyDictionary()
 
 # Fail fast rather than hang a request when Redis is unreachable; callers decide what a failure means.
 _OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
@@ -51,9 +54,35 @@ def async_redis() -> aioredis.Redis | None:
     return client
 
 
+def hot_redis() -> PipelinedRedis | None:
+    """The request path's client (admission, key cache, health board, usage stream): one pipelined connection per
+    event loop (portal/redis_pipe.py says why). Everything else (pub/sub, scans, admin tools) uses `async_redis`."""
+    url = redis_url()
+    if url is None:
+        return None
+    loop = asyncio.get_running_loop()
+    client = _hot_clients.get(loop)
+    if client is None:
+        client = PipelinedRedis(
+            url, connect_timeout=_OPTIONS["socket_connect_timeout"], timeout=_OPTIONS["socket_timeout"]
+        )
+        _hot_clients[loop] = client
+    return client
+
+
+async def aclose_clients() -> None:
+    """Close this event loop's clients (tests that run each case on its own loop)."""
+    loop = asyncio.get_running_loop()
+    for clients in (_async_clients, _hot_clients):
+        client = clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests that change REDIS_URL, and child processes after fork)."""
     global _sync_client
     with _lock:
         _sync_client = None
         _async_clients.clear()
+        _hot_clients.clear()

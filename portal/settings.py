@@ -259,6 +259,9 @@ GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 2.0, minimum=0.05
 GATEWAY_FIRST_BYTE_TIMEOUT = env_float("GATEWAY_FIRST_BYTE_TIMEOUT", 60.0, minimum=0.05)
 GATEWAY_TOTAL_TIMEOUT = env_float("GATEWAY_TOTAL_TIMEOUT", 300.0, minimum=0.1)
 GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 256, minimum=1)
+# Idle upstream connections are closed after this long. It must stay below the upstreams' own idle timeout (uvicorn
+# and Node close after 5 s): reusing a connection the server has just closed fails a request that was never served.
+GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = env_float("GATEWAY_UPSTREAM_KEEPALIVE_SECONDS", 4.0, minimum=0.0)
 
 # Admission (billing/admission): what to do when the fast state (Redis) cannot be reached.
 ADMISSION_ON_UNAVAILABLE = env_choice("ADMISSION_ON_UNAVAILABLE", "fail_closed", ("fail_closed", "fail_open"))

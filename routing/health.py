@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from redis.exceptions import NoScriptError, RedisError
 
-from portal.redis import async_redis, redis_url, sync_redis
+from portal.redis import hot_redis, redis_url, sync_redis
 from routing.selection import Availability
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ class RedisHealthBoard:
             client.hdel(self.key, *fields)
 
     async def _run(self, name: str, args: list[str]) -> Any:
-        client = async_redis()
+        client = hot_redis()
         if client is None:
             raise RedisError("REDIS_URL is not set")
         script = self.scripts[name]

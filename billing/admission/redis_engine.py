@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import redis
-import redis.asyncio as aioredis
 from django.core.exceptions import ImproperlyConfigured
 from redis.typing import EncodableT, FieldT
 
@@ -33,7 +32,8 @@ from billing.admission.window import (
     clock_ms,
     expiry_ms,
 )
-from portal.redis import async_redis, sync_redis
+from portal.redis import hot_redis, sync_redis
+from portal.redis_pipe import PipelinedRedis
 
 _SCRIPT = LuaScript("counters.lua")
 
@@ -137,8 +137,8 @@ def _keys(scope: str, limits: Sequence[Limit]) -> list[str]:
     return [counter_key(scope, limit) for limit in limits]
 
 
-def _async_client() -> aioredis.Redis:
-    client = async_redis()
+def _async_client() -> PipelinedRedis:
+    client = hot_redis()
     if client is None:
         raise ImproperlyConfigured("the Redis admission engine needs REDIS_URL; use get_engine()")
     return client

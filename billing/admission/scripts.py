@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 _HERE = Path(__file__).resolve().parent
+
+
+class ScriptClient(Protocol):
+    """What running a script needs of an async client: portal.redis_pipe.PipelinedRedis and redis.asyncio both fit."""
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any: ...
+
+    async def script_load(self, script: str) -> Any: ...
 
 
 class LuaScript:
@@ -19,7 +26,7 @@ class LuaScript:
         self.source = (_HERE / filename).read_text(encoding="utf-8")
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
-    async def run(self, client: aioredis.Redis, keys: list[str], args: list[int | str]) -> Any:
+    async def run(self, client: ScriptClient, keys: list[str], args: list[int | str]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -8,11 +8,12 @@ in `detail`, for logs only.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
 
 from routing.adapters.sse import SSEError, SSEParser
 
@@ -43,7 +44,7 @@ class StreamEvent:
         if self.kind == "done":
             return DONE
         if self.kind == "chunk" and self.payload is not None:
-            return b"data: " + json.dumps(self.payload, separators=(",", ":")).encode() + b"\n\n"
+            return b"data: " + orjson.dumps(self.payload) + b"\n\n"
         raise ValueError("an error event is rendered by the gateway's error catalogue")
 
 
@@ -86,7 +87,7 @@ class UpstreamRequest:
     request_id: str
 
     def content(self) -> bytes:
-        return json.dumps(self.json, separators=(",", ":")).encode()
+        return orjson.dumps(self.json)
 
     def translator(self, *, now: float | None = None) -> ResponseTranslator:
         from routing.adapters import translator_for  # the registry lives beside the protocols
@@ -169,7 +170,7 @@ class ResponseTranslator:
             if not text:
                 continue
             try:
-                data = json.loads(text)
+                data = orjson.loads(text)
             except ValueError:
                 events.extend(self._fail(f"upstream sent an event that is not JSON: {text[:200]!r}"))
                 break
@@ -188,7 +189,7 @@ def _decode(body: bytes | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(body, Mapping):
         return dict(body)
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
     except ValueError:
         raise UpstreamError(f"upstream response is not JSON: {body[:200]!r}") from None
     if not isinstance(data, dict):

@@ -13,7 +13,7 @@ from django.conf import settings
 from billing.admission.memory_engine import MemoryAdmissionEngine
 from billing.admission.redis_engine import RedisAdmissionEngine
 from billing.admission.types import AdmissionEngine
-from portal.redis import async_redis, reset_clients
+from portal.redis import aclose_clients, reset_clients
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -27,9 +27,7 @@ def run() -> Iterator[Run]:
         yield runner.run
 
         async def close_client() -> None:
-            client = async_redis()
-            if client is not None:
-                await client.aclose()
+            await aclose_clients()
 
         runner.run(close_client())
 

@@ -42,7 +42,7 @@ def admit(*, organization_id: int, key_id: int, at_ms: int, cost: int = 1, degra
     from billing.admission import get_engine
     from billing.allowances import request_limits, scope_for
     from billing.selectors import plan_snapshot_for_organization
-    from portal.redis import async_redis
+    from portal.redis import aclose_clients
 
     limits = request_limits(plan=plan_snapshot_for_organization(organization_id=organization_id), key_id=key_id)
     if degraded:
@@ -55,9 +55,7 @@ def admit(*, organization_id: int, key_id: int, at_ms: int, cost: int = 1, degra
             )
             assert decision.admitted, decision
         finally:
-            client = async_redis()
-            if client is not None:
-                await client.aclose()
+            await aclose_clients()
 
     asyncio.run(book())
 

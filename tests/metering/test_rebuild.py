@@ -67,15 +67,13 @@ def _refund_in_engine(org: Any, key: Any, at_ms: int) -> None:
 
     from billing.allowances import request_limits, scope_for
     from billing.selectors import plan_snapshot_for_organization
-    from portal.redis import async_redis
+    from portal.redis import aclose_clients
 
     limits = request_limits(plan=plan_snapshot_for_organization(organization_id=org.pk), key_id=key.pk)
 
     async def refund() -> None:
         await get_engine().refund(scope=scope_for(org.pk), limits=limits, cost=1, admitted_at_ms=at_ms)
-        client = async_redis()
-        if client is not None:
-            await client.aclose()
+        await aclose_clients()
 
     asyncio.run(refund())
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from portal.redis import async_redis, reset_clients, sync_redis
+from portal.redis import aclose_clients, reset_clients, sync_redis
 from routing.health import BoardSettings, HealthBoard, MemoryHealthBoard, RedisHealthBoard
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -35,9 +35,7 @@ def run() -> Iterator[Run]:
         yield runner.run
 
         async def close_client() -> None:
-            client = async_redis()
-            if client is not None:
-                await client.aclose()
+            await aclose_clients()
 
         runner.run(close_client())
 
