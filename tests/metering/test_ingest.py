@@ -192,3 +192,22 @@ def test_last_used_never_moves_backwards(org: Any, key: ApiKey) -> None:
 
     key.refresh_from_db()
     assert datetime_to_ms(key.last_used_at) == late + 20  # type: ignore[arg-type]
+
+
+def test_a_completed_event_carrying_the_forward_time_stands_in_for_the_forwarded_one(org: Any, key: ApiKey) -> None:
+    from gateway.usage import _without_superseded
+
+    accepted, forwarded, completed = lifecycle(organization_id=org.pk, key_id=key.pk)
+    completed = dataclasses.replace(completed, forwarded_at_ms=forwarded.at_ms)
+    other_accepted, other_forwarded, _ = lifecycle(organization_id=org.pk, key_id=key.pk)
+
+    # What the gateway writes for a quick request (forwarded and completed in one flush), and for one in flight.
+    batch = _without_superseded([accepted, forwarded, completed, other_accepted, other_forwarded])
+    assert [event.stage for event in batch] == ["accepted", "completed", "accepted", "forwarded"]
+
+    usage_events_ingest(events=batch)
+    row = UsageEvent.objects.get(request_id=accepted.request_id)
+    assert datetime_to_ms(row.forwarded_at) == forwarded.at_ms
+    assert (row.stage, row.target_id) == ("completed", 7)
+    in_flight = UsageEvent.objects.get(request_id=other_accepted.request_id)
+    assert (in_flight.stage, datetime_to_ms(in_flight.forwarded_at)) == ("forwarded", other_forwarded.at_ms)
