@@ -1,0 +1,87 @@
+"""The upstream (a router node) slow, failing, dropping connections mid-stream and hanging, under concurrent load,
+through the sandbox router's fault injection (routing/sandbox.py, POST /_sandbox/config)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from routing.health import health_board
+from tests.conftest import Sandbox
+from tests.faults.conftest import (
+    STREAM,
+    Load,
+    Seen,
+    assert_ledger_matches,
+    billed_units,
+    drain_in_process,
+)
+from tests.gateway.conftest import Catalog, ServerThread
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def phase(url: str, secret: str, count: int, **load: Any) -> list[Seen]:
+    run = Load([url], secret, count=count, seconds=30, concurrency=4, **load).start()
+    run.wait_for(lambda seen: len(seen) == count, timeout=40)
+    return run.stop()
+
+
+def trust_again(catalog: Catalog) -> None:
+    """Forget the target's passive health between phases, so each phase starts with a trusted target."""
+    health_board().forget_sync([catalog.target.pk])
+    time.sleep(0.3)  # the workers' availability view lives 0.25 s
+
+
+def test_upstream_slow_failing_dropping_and_hanging_each_end_as_the_ledger_says(
+    gateway_server: ServerThread, big_plan_catalog: Catalog, sandbox: Sandbox, settings: Any
+) -> None:
+    """Expected, per fault:
+    - slow (400 ms per answer): every request waits and gets its 200; nothing times out below the first-byte timeout.
+    - failing (half the answers 503): the client gets 502 `backend_error` for a failed answer; after
+      ROUTING_EJECT_AFTER_FAILURES failures in a row the only target is ejected and requests get 503
+      `no_healthy_backend` at once instead of waiting on a failing node. Both are refunded: never billed.
+    - dropping mid-stream (the connection cut after 2 tokens): the client already had its 200 and headers, and the
+      stream ends with an SSE error event `backend_error` (no `[DONE]`); refunded.
+    - hanging (no byte within GATEWAY_FIRST_BYTE_TIMEOUT): 504 `backend_timeout` after the timeout; refunded.
+    No request is answered 500 or loses its connection; each has one ledger row with the outcome its client saw,
+    and the allowance used equals the requests answered in full."""
+    url, secret = gateway_server.url, big_plan_catalog.secret
+    seen: list[Seen] = []
+
+    sandbox.configure(latency_ms=400)
+    slow = phase(url, secret, 12)
+    assert {(s.status, s.code) for s in slow} == {(200, None)}
+    assert min(s.took for s in slow) >= 0.4
+    seen += slow
+
+    sandbox.reset()
+    sandbox.configure(error_rate=0.5, error_status=503)
+    failing = phase(url, secret, 40)
+    assert {(s.status, s.code) for s in failing} <= {(200, None), (502, "backend_error"), (503, "no_healthy_backend")}
+    assert any(s.status == 502 for s in failing)
+    seen += failing
+
+    sandbox.reset()
+    trust_again(big_plan_catalog)
+    sandbox.configure(fail_after_tokens=2, fail_mode="drop")
+    dropped = phase(url, secret, 12, body=lambda index: {**STREAM, "max_tokens": 8})
+    assert {(s.status, s.code) for s in dropped} <= {(200, "backend_error"), (503, "no_healthy_backend")}
+    assert sum(s.status == 200 for s in dropped) >= 3  # ejected after three in a row, then refused at once
+    seen += dropped
+
+    sandbox.reset()
+    trust_again(big_plan_catalog)
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
+    sandbox.configure(hang=True)
+    hanging = phase(url, secret, 4)
+    assert {(s.status, s.code) for s in hanging} <= {(504, "backend_timeout"), (503, "no_healthy_backend")}
+    assert all(s.took < 5 for s in hanging)
+    seen += hanging
+
+    assert all(s.status is not None for s in seen)
+    rows = drain_in_process(len(seen))
+    assert_ledger_matches(rows, seen, unanswered_outcomes=set())
+    assert billed_units(url, secret) == sum(1 for s in seen if (s.status, s.code) == (200, None))
