@@ -32,9 +32,6 @@ DESKTOP = {"width": 1280, "height": 900}
 if not Path(CHROMIUM).exists():  # scripts/test installs it as root; a developer without it still runs the rest
     pytest.skip(f"no {CHROMIUM}: apt-get install chromium", allow_module_level=True)
 
-# Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
@@ -43,10 +40,16 @@ def artifacts() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture
+def browser(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """One Chromium per test, started after the test database is ready and stopped before it is flushed.
+
+    Playwright's sync API keeps its event loop suspended in this thread, which Django's async-safety check takes
+    for async code; the tests' own ORM calls are plain synchronous calls, so the check is off while the browser
+    runs, and only then (the rest of the suite keeps it: it catches sync ORM calls on the gateway's event loop)."""
     from playwright.sync_api import sync_playwright
 
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
