@@ -210,9 +210,12 @@ class Row:
     status_code: int | None
     billed: bool
     refunded: bool
+    completion_tokens: int | None
 
 
-LEDGER_SQL = "SELECT request_id, stage, outcome, status_code, billed, refunded FROM metering_usageevent"
+LEDGER_SQL = (
+    "SELECT request_id, stage, outcome, status_code, billed, refunded, completion_tokens FROM metering_usageevent"
+)
 
 
 def ledger_rows(cursor: Any) -> dict[str, Row]:

@@ -13,7 +13,19 @@ from pathlib import Path
 
 from tests.conftest import free_port
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _postgres_bin() -> Path:
+    """The newest PostgreSQL server tools installed (Debian keeps them out of PATH, per major version)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise RuntimeError("the fault suite needs PostgreSQL server tools (initdb, pg_ctl): apt-get install postgresql")
+    return Path(initdb).parent
+
+
+PG_BIN = _postgres_bin()
 
 
 def wait_port(port: int, *, up: bool, timeout: float = 30.0) -> None:
@@ -41,8 +53,11 @@ class PrivateRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("the fault suite needs redis-server: apt-get install redis-server")
         args = [
-            shutil.which("redis-server") or "redis-server",
+            server,
             "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
             "--logfile", str(self.dir / "redis.log"),

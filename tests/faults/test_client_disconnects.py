@@ -77,3 +77,4 @@ def test_clients_dropping_connections_are_recorded_and_cancel_the_upstream_work(
     assert {row.stage for row in rows.values()} == {"completed"}
     assert_ledger_matches(rows, seen, unanswered_outcomes={"client_cancelled", "ok"})
     assert billed_units(url, secret) == STREAMS + IMPATIENT
+    assert all((rows[s.request_id].completion_tokens or 0) >= 1 for s in seen if s.request_id)

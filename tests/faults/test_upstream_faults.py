@@ -85,3 +85,5 @@ def test_upstream_slow_failing_dropping_and_hanging_each_end_as_the_ledger_says(
     rows = drain_in_process(len(seen))
     assert_ledger_matches(rows, seen, unanswered_outcomes=set())
     assert billed_units(url, secret) == sum(1 for s in seen if (s.status, s.code) == (200, None))
+    cut = [rows[s.request_id] for s in dropped if s.status == 200 and s.request_id]
+    assert all((row.completion_tokens or 0) >= 2 for row in cut)  # the tokens the client got are on record
