@@ -1,18 +1,27 @@
 """Browser fixtures: Debian's Chromium driven by Playwright (never a downloaded browser), against the portal and
-gateway served for real by uvicorn in this process (tests/gateway/conftest.py's server), in front of the sandbox
-router. Screenshots go to artifacts/screenshots/ (or $BROWSER_ARTIFACTS)."""
+gateway served by uvicorn in a process of their own (as production runs them) on this test's database and Redis, in
+front of the sandbox router. Mail goes to that process's console, where the tests read it. Screenshots go to
+artifacts/screenshots/ (or $BROWSER_ARTIFACTS).
+
+A process rather than a server thread: the gateway keeps one upstream session per process, so a second in-process
+server (tests/gateway has one) would take it over from the first."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
-from tests.conftest import ROOT
-from tests.gateway.conftest import gateway_server  # noqa: F401  (the live portal + gateway, shared)
+from tests.conftest import ROOT, SANDBOX_KEY, free_port, stop_process, wait_until_listening
+from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, make_catalog
 
 CHROMIUM = "/usr/bin/chromium"
 # What CI needs from a browser and no more: no sandbox (root in a container), no GPU, no network of its own.
@@ -67,3 +76,53 @@ def page(browser: Any) -> Iterator[Any]:
     yield page
     context.close()
     assert not errors, f"the browser reported errors: {errors}"  # CSP violations and script errors included
+
+
+class PortalProcess:
+    """`uvicorn portal.asgi:application` on a free port; its console (where mail goes) is kept in a file."""
+
+    def __init__(self) -> None:
+        db = settings.DATABASES["default"]
+        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}",
+            "REDIS_URL": settings.REDIS_URL,
+            ROUTER_KEY_ENV: SANDBOX_KEY,
+            "PORTAL_BASE_URL": settings.PORTAL_BASE_URL,  # the snippets the tests compare with
+        }
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.console = tempfile.NamedTemporaryFile(prefix="portal-console-", suffix=".log")  # noqa: SIM115
+        args = [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port), "--no-access-log", "--log-level", "warning"]
+        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.console, stderr=subprocess.STDOUT)
+        try:
+            wait_until_listening(self.port, self.process)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def mail_link(self, pattern: str) -> str:
+        """The newest link matching `pattern` in the mail printed so far."""
+        text = Path(self.console.name).read_text(errors="replace").replace("=\n", "")
+        links = re.findall(pattern, text)
+        assert links, f"no mail with {pattern!r} in the portal's console:\n{text[-3000:]}"
+        return str(links[-1])
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.console.close()
+
+
+@pytest.fixture
+def catalog(transactional_db: Any, sandbox: Any, org: Any, owner: Any) -> Catalog:
+    """A default Free plan (200 per 5 hours, 1,000 a week) with gpt-oss-20b on the sandbox router."""
+    return make_catalog(sandbox, org, owner)
+
+
+@pytest.fixture
+def portal(catalog: Catalog) -> Iterator[PortalProcess]:
+    server = PortalProcess()
+    yield server
+    server.stop()

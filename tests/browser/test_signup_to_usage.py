@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import openai
 import pytest
 from django.conf import settings
-from django.core import mail
 from playwright.sync_api import expect
 
 from accounts.models import Organization, User
@@ -21,20 +20,13 @@ from billing.admission import get_engine
 from billing.allowances import scope_for
 from metering.drain import usage_drain
 from metering.models import UsageEvent
-from tests.conftest import Sandbox
+from tests.browser.conftest import PortalProcess
 from tests.factories import TEST_PASSWORD
-from tests.gateway.conftest import ServerThread, make_catalog
 from tests.portal_pages.conftest import record
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EMAIL = "new.customer@example.com"
-
-
-@pytest.fixture
-def catalog(transactional_db: Any, sandbox: Sandbox, org: Organization, owner: User) -> Any:
-    """A default Free plan (200 per 5 hours, 1,000 a week) with gpt-oss-20b on the sandbox router."""
-    return make_catalog(sandbox, org, owner)
 
 
 def _drain_until(request_id: str) -> UsageEvent:
@@ -47,10 +39,9 @@ def _drain_until(request_id: str) -> UsageEvent:
 
 
 def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
-    page: Any, gateway_server: ServerThread, catalog: Any, artifacts: Path
+    page: Any, portal: PortalProcess, catalog: Any, artifacts: Path
 ) -> None:
-    base = gateway_server.url
-    mail.outbox.clear()
+    base = portal.url
 
     # Sign up: lands on the dashboard of a new personal organization.
     page.goto(f"{base}/accounts/signup/")
@@ -67,9 +58,7 @@ def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
     assert "Free plan" in page.inner_text("main")
 
     # Verify the email with the link from the outbox.
-    link = re.search(r"https?://\S+/accounts/confirm-email/\S+/", mail.outbox[-1].body)
-    assert link, mail.outbox[-1].body
-    page.goto(link.group(0))
+    page.goto(portal.mail_link(r"https?://\S+/accounts/confirm-email/\S+/"))
     page.locator("main form button[type=submit]").click()
     page.wait_for_load_state()
 
@@ -139,20 +128,20 @@ def _org_limits(organization: Organization) -> Any:
 
 
 def test_the_usage_page_warns_near_the_limit_and_says_what_to_do_when_used_up(
-    page: Any, gateway_server: ServerThread, catalog: Any, org: Organization, owner: User, artifacts: Path
+    page: Any, portal: PortalProcess, catalog: Any, org: Organization, owner: User, artifacts: Path
 ) -> None:
     from apikeys.models import ApiKey
 
     key = ApiKey.objects.get(pk=catalog.key_id)
     get_engine().reset_sync(scope=scope_for(org.pk))
-    page.goto(f"{gateway_server.url}/accounts/login/")
+    page.goto(f"{portal.url}/accounts/login/")
     page.get_by_label("Email").fill(owner.email)
     page.get_by_label("Password").fill(TEST_PASSWORD)
     page.locator("main form button[type=submit]").click()
     page.wait_for_url(re.compile(r"/orgs/acme/dashboard/$"))
 
     record(org, key, ok=165, failed=3)  # 165 of 200 in the 5-hour window: 82%
-    page.goto(f"{gateway_server.url}/orgs/acme/usage/")
+    page.goto(f"{portal.url}/orgs/acme/usage/")
     notice = page.locator("#allowance-notice")
     assert "Near the limit" in notice.inner_text()
     assert page.locator("[data-allowance=short] [data-percent]").inner_text() == "82%"
@@ -188,11 +177,11 @@ UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), s
 
 
 def test_the_pages_work_from_the_keyboard_and_every_control_has_a_label(
-    page: Any, gateway_server: ServerThread, catalog: Any, org: Organization, owner: User
+    page: Any, portal: PortalProcess, catalog: Any, org: Organization, owner: User
 ) -> None:
     from apikeys.models import ApiKey
 
-    base = gateway_server.url
+    base = portal.url
     page.goto(f"{base}/accounts/login/")
     page.get_by_label("Email").fill(owner.email)
     page.get_by_label("Password").fill(TEST_PASSWORD)

@@ -17,7 +17,6 @@ from metering.counters import allowance_rebuild
 from metering.ingest import usage_events_write
 from routing.models import ModelAlias, RouterPool
 from tests.factories import issue_key, verified
-from tests.gateway.conftest import catalog, gateway_server, gw  # noqa: F401  (the live gateway, for test_log_live)
 from tests.metering.factories import default_plan, lifecycle, refusal
 
 

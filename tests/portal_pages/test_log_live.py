@@ -1,9 +1,11 @@
-"""The request log after real calls through the gateway (uvicorn in this process, the sandbox router behind it),
-drained into the ledger as the Celery worker does."""
+"""The request log after real calls through the gateway (a uvicorn worker process, the sandbox router behind it),
+drained into the ledger as the Celery worker does. A worker process, not tests/gateway's in-process server: the
+gateway keeps one upstream session per process, and a second server in this process would take it over."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,12 +15,27 @@ from apikeys.models import ApiKey
 from apikeys.services import apikey_revoke
 from metering.drain import usage_drain
 from metering.models import UsageEvent
-from tests.gateway.conftest import Catalog
+from tests.conftest import Sandbox
+from tests.gateway.conftest import Catalog, GatewayWorkers, make_catalog
 from tests.portal_pages.conftest import as_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
+
+
+@pytest.fixture
+def catalog(transactional_db: Any, sandbox: Sandbox, org: Any, owner: Any) -> Catalog:
+    return make_catalog(sandbox, org, owner)
+
+
+@pytest.fixture
+def gw(catalog: Catalog) -> Iterator[httpx.Client]:
+    workers = GatewayWorkers(1)
+    auth = {"Authorization": f"Bearer {catalog.secret}"}
+    with httpx.Client(base_url=workers.urls[0], headers=auth, timeout=30) as client:
+        yield client
+    workers.stop()
 
 
 def drained(request_ids: list[str], timeout: float = 10.0) -> bool:
