@@ -24,6 +24,7 @@ from django.conf import settings
 from metering.models import UsageEvent
 from tests.conftest import ROOT, Sandbox, free_port, wait_until_listening
 from tests.factories import issue_key, verified
+from tests.faults.conftest import shared_database_url
 from tests.gateway.conftest import Catalog, GatewayWorkers, make_catalog, reset_gateway_caches
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -82,11 +83,6 @@ def test_limits_hold_exactly_across_three_separate_gateway_processes(
         workers.stop()
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _session_members(session_id: int) -> list[int]:
     """Live processes in the session run-multi leads (its gunicorn, Celery and their children)."""
     members = []
@@ -105,7 +101,7 @@ def run_multi(limited: tuple[Catalog, str], tmp_path: Path) -> Iterator[tuple[su
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": shared_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "WORKERS": "3",
         "BIND": f"127.0.0.1:{port}",

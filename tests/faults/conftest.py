@@ -22,7 +22,7 @@ from django.conf import settings
 
 from tests.conftest import ROOT, SANDBOX_KEY, free_port, wait_until_listening
 from tests.faults.servers import PrivateRedis
-from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, catalog, gateway_server, gw  # noqa: F401 (fixtures)
+from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, gateway_server  # noqa: F401 (a fixture)
 
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
 STREAM = {**CHAT, "stream": True}
@@ -42,12 +42,10 @@ OUTCOME_FOR_CODE = {
 REFUNDED_OUTCOMES = {"routing_error", "backend_error", "backend_timeout"}
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
+    """The URL of this test session's database (on the shared server), for subprocesses."""
     db = settings.DATABASES["default"]
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 class Proc:

@@ -6,6 +6,7 @@ are not disturbed; the gateway worker and the drain are separate processes point
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -17,15 +18,17 @@ from django.db import connection
 from tests.conftest import ROOT
 from tests.faults.conftest import (
     Load,
+    Row,
     assert_ledger_matches,
     billed_units,
     gateway_process,
     ledger_rows,
-    test_database_url,
+    shared_database_url,
     wait_for_rows,
 )
 from tests.faults.servers import PrivateRedis
 from tests.gateway.conftest import Catalog
+from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -46,9 +49,7 @@ def test_redis_stopped_mid_load_refuses_with_503_then_recovers_and_loses_no_usag
     requests admitted just before it) are kept in memory and written after it, so the ledger has one row per request
     with the outcome its client saw, and the allowance counters (kept by Redis's append-only file) equal the
     requests billed."""
-    import os
-
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": private_redis.url}
+    env = {**os.environ, "DATABASE_URL": shared_database_url(), "REDIS_URL": private_redis.url}
     gateway, url = gateway_process(env, tmp_path)
     secret = big_plan_catalog.secret
     try:
@@ -66,13 +67,14 @@ def test_redis_stopped_mid_load_refuses_with_503_then_recovers_and_loses_no_usag
         assert first_after - restarted < 5.0
         assert all(s.status == 200 for s in seen[-10:])
 
-        def read() -> dict[str, object]:
+        def read() -> dict[str, Row]:
             drain_into_ledger(env)
             with connection.cursor() as cursor:
-                return ledger_rows(cursor)  # type: ignore[return-value]
+                return ledger_rows(cursor)
 
-        rows = wait_for_rows(read, len(seen))  # type: ignore[arg-type]
-        assert_ledger_matches(rows, seen, unanswered_outcomes=set())  # type: ignore[arg-type]
+        rows = wait_for_rows(read, len(seen))
+        assert_ledger_matches(rows, seen, unanswered_outcomes=set())
+        assert_rollups_exact()
         assert billed_units(url, secret) == sum(1 for s in seen if s.status == 200)
     finally:
         gateway.stop()
