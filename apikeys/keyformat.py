@@ -16,6 +16,7 @@ from enum import Enum
 PREFIX = "ctx_live_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {char: index for index, char in enumerate(_ALPHABET)}
+_ALPHABET_SET = frozenset(_ALPHABET)  # one set comparison per presented key, not a loop over its characters
 BODY_LENGTH = 43  # ceil(256 / log2(62)): 32 bytes of randomness
 CHECKSUM_LENGTH = 6
 KEY_LENGTH = len(PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
@@ -70,7 +71,7 @@ def parse_key(text: str) -> ParsedKey:
     if len(text) != KEY_LENGTH or not text.startswith(PREFIX):
         return ParsedKey(KeyShape.MALFORMED)
     rest = text[len(PREFIX) :]
-    if any(char not in _INDEX for char in rest):
+    if not _ALPHABET_SET.issuperset(rest):
         return ParsedKey(KeyShape.MALFORMED)
     head, checksum = text[:-CHECKSUM_LENGTH], text[-CHECKSUM_LENGTH:]
     if not secrets.compare_digest(_checksum(head), checksum):

@@ -32,6 +32,7 @@ from gateway.forward import Exchange, Forwarder
 from gateway.headers import rate_limit_headers, retry_after_header
 from gateway.responses import Header, Receive, Send, send_error
 from metering.events import LifecycleEvent
+from metering.stream import journal_for
 from routing.adapters.base import Kind
 from routing.table import AliasRoute
 
@@ -59,12 +60,12 @@ class Completion:
         self.plan: PlanSnapshot | None = None
         self.model = ""
 
-    def _event(self, stage: str, **fields: Any) -> LifecycleEvent:
+    def _event(self, stage: str, at_ms: int | None = None, **fields: Any) -> LifecycleEvent:
         assert self.key is not None
         return LifecycleEvent(
             stage=stage,
             request_id=self.request_id,
-            at_ms=_now_ms(),
+            at_ms=_now_ms() if at_ms is None else at_ms,
             organization_id=self.key.organization_id,
             key_id=self.key.id,
             user_id=self.key.created_by_id,
@@ -153,7 +154,11 @@ class Completion:
 
         limits = request_limits(plan=self.plan, key_id=self.key.id, key_limit=self.key.rate_limit_requests)
         scope = scope_for(self.key.organization_id)
-        decision = await self.gw.engine.admit(scope=scope, limits=limits, cost=route.weight)
+        stream = bool(data.get("stream"))
+        accepted = self._accepted(route, "standard", stream)
+        decision = await self.gw.engine.admit(
+            scope=scope, limits=limits, cost=route.weight, now_ms=accepted.at_ms, journal=journal_for(accepted)
+        )
         allowance_class = "standard"
         served = route
         if not decision.admitted and decision.refused_by not in (KEY_RATE, UNAVAILABLE) and self.plan.degrades:
@@ -161,29 +166,41 @@ class Completion:
             if degraded is not None:
                 # Over the organization's allowance: served by the cheaper alias, still paced by the key's limit.
                 limits = limits[:1]
-                decision = await self.gw.engine.admit(scope=scope, limits=limits, cost=degraded.weight)
+                accepted = self._accepted(degraded, "degraded", stream)
+                decision = await self.gw.engine.admit(
+                    scope=scope,
+                    limits=limits,
+                    cost=degraded.weight,
+                    now_ms=accepted.at_ms,
+                    journal=journal_for(accepted),
+                )
                 served, allowance_class = degraded, "degraded"
         now_ms = _now_ms()
         limit_headers = rate_limit_headers(decision.states, now_ms)
         if not decision.admitted:
             await self._refuse_admission(decision, limit_headers)
             return
-
-        await self.gw.usage.record_now(
-            self._event(
-                "accepted",
-                served_model=served.alias,
-                family=served.family,
-                allowance_class=allowance_class,
-                cost_units=served.weight,
-                admitted_at_ms=decision.admitted_at_ms,
-                stream=bool(data.get("stream")),
-            )
-        )
+        if not decision.journaled:  # embedded mode, or admitted while Redis was unreachable (fail_open)
+            await self.gw.usage.record_now(accepted)
         extra = [*limit_headers, (b"x-request-id", self.request_id.encode())]
         if served is not route:
             extra.append((b"x-portal-served-model", served.alias.encode()))
         await self._forward(data, served, limits, decision, extra, allowance_class)
+
+    def _accepted(self, route: AliasRoute, allowance_class: str, stream: bool) -> LifecycleEvent:
+        """The `accepted` event, made before admission so the engine can write it in the same atomic step; its
+        time is the admission time."""
+        at_ms = _now_ms()
+        return self._event(
+            "accepted",
+            served_model=route.alias,
+            family=route.family,
+            allowance_class=allowance_class,
+            cost_units=route.weight,
+            admitted_at_ms=at_ms,
+            stream=stream,
+            at_ms=at_ms,
+        )
 
     def _entitled(self, alias: str) -> bool:
         assert self.key is not None and self.plan is not None

@@ -10,6 +10,7 @@ import collections
 import threading
 from collections.abc import Iterable, Sequence
 
+from billing.admission import Journal
 from metering.events import STREAM, LifecycleEvent
 from portal.redis import hot_redis, sync_redis
 
@@ -39,6 +40,11 @@ async def publish_events(events: Sequence[LifecycleEvent]) -> None:
 
 def _xadd(event: LifecycleEvent) -> tuple[str, ...]:
     return ("XADD", STREAM, "MAXLEN", "~", _MAXLEN, "*", "e", event.to_fields()["e"])
+
+
+def journal_for(event: LifecycleEvent) -> Journal:
+    """The same stream entry as `publish_events` writes, for the admission engine to append atomically."""
+    return Journal(stream=STREAM, field="e", value=event.to_fields()["e"], maxlen=STREAM_MAXLEN)
 
 
 def publish_events_sync(events: Iterable[LifecycleEvent]) -> None:

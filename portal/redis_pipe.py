@@ -56,7 +56,14 @@ def _encode(arg: Arg) -> bytes:
 def pack(args: Sequence[Arg]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = _encode(arg)
+        # The two common types inline: this runs for every argument of every hot-path command.
+        kind = type(arg)
+        if kind is str:
+            data = arg.encode()  # type: ignore[union-attr]
+        elif kind is int:
+            data = b"%d" % arg  # type: ignore[str-format]
+        else:
+            data = _encode(arg)
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 

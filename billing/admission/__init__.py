@@ -7,6 +7,6 @@ Design, error bound, memory and measured speed: docs/admission.md.
 from __future__ import annotations
 
 from billing.admission.engine import get_engine
-from billing.admission.types import UNAVAILABLE, AdmissionEngine, Decision, Limit, LimitState
+from billing.admission.types import UNAVAILABLE, AdmissionEngine, Decision, Journal, Limit, LimitState
 
-__all__ = ["UNAVAILABLE", "AdmissionEngine", "Decision", "Limit", "LimitState", "get_engine"]
+__all__ = ["UNAVAILABLE", "AdmissionEngine", "Decision", "Journal", "Limit", "LimitState", "get_engine"]

@@ -10,6 +10,10 @@
 -- timestamp, it only compares them (doubles are exact for integers below 2^53).
 
 local mode = ARGV[1]
+-- 'admit+journal': admit, and if admitted append one stream entry in the same step. The stream is the last key;
+-- the last three arguments are its approximate max length, the field and the value.
+local journal = mode == 'admit+journal'
+local nkeys = journal and #KEYS - 1 or #KEYS
 
 local function delete_fields(key, fields)
   -- unpack() is bounded by the Lua stack; a counter holds ~120 buckets, but a shrunk window may leave more.
@@ -100,10 +104,10 @@ end
 -- Returns admitted (0/1), index of the first refusing key (0 = none), retry_after_ms, then per key: used, oldest
 -- label, newest label (-1 when nothing is counted), as one comma-separated string: one reply element instead of a
 -- dozen is what the client's parser would otherwise spend most of its time on.
-if mode == 'admit' then
+if mode == 'admit' or journal then
   local now, cost, slack = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
   local counters, refused = {}, 0
-  for i = 1, #KEYS do
+  for i = 1, nkeys do
     local base = 5 + 3 * (i - 1)
     local limit, window = tonumber(ARGV[base]), tonumber(ARGV[base + 1])
     local c = load(KEYS[i], window, now, true, ARGV[base + 2])
@@ -120,6 +124,9 @@ if mode == 'admit' then
       if not c.hi or label > c.hi then c.hi, c.hi_s = label, label_s end
       redis.call('HSET', key, 'n', c.total, 'lo', c.lo_s, 'hi', c.hi_s, label_s, c.booked + cost)
       redis.call('PEXPIRE', key, c.hi + c.window - now + slack)
+    end
+    if journal then
+      redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[#ARGV - 2], '*', ARGV[#ARGV - 1], ARGV[#ARGV])
     end
   else
     -- The cost must fit in every counter at once, so the wait is the longest of theirs.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from billing.admission.keys import counter_key, scope_prefix
-from billing.admission.types import Decision, Limit, LimitState
+from billing.admission.types import Decision, Journal, Limit, LimitState
 from billing.admission.unavailable import resolve_policy
 from billing.admission.window import (
     bucket_label,
@@ -51,6 +51,7 @@ class MemoryAdmissionEngine:
         cost: int,
         now_ms: int | None = None,
         on_unavailable: str | None = None,
+        journal: Journal | None = None,  # in-process: nothing to append atomically to; the caller records it
     ) -> Decision:
         now = clock_ms() if now_ms is None else now_ms
         check_request(scope, limits, cost, now)

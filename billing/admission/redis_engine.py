@@ -8,6 +8,7 @@ commands.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
@@ -15,7 +16,7 @@ from redis.typing import EncodableT, FieldT
 
 from billing.admission.keys import counter_key, scope_prefix
 from billing.admission.scripts import LuaScript
-from billing.admission.types import Decision, Limit, LimitState
+from billing.admission.types import Decision, Journal, Limit, LimitState
 from billing.admission.unavailable import (
     UNAVAILABLE_ERRORS,
     degraded_decision,
@@ -49,19 +50,29 @@ class RedisAdmissionEngine:
         cost: int,
         now_ms: int | None = None,
         on_unavailable: str | None = None,
+        journal: Journal | None = None,
     ) -> Decision:
         now = clock_ms() if now_ms is None else now_ms
         check_request(scope, limits, cost, now)
         policy = resolve_policy(on_unavailable)
-        args: list[int | str] = ["admit", now, cost, EXPIRY_SLACK_MS]
+        args: list[int | str] = ["admit" if journal is None else "admit+journal", now, cost, EXPIRY_SLACK_MS]
         for limit in limits:
             args += [limit.limit, limit.window_ms, str(bucket_label(now, limit.window_ms))]
+        keys = _keys(scope, limits)
+        if journal is not None:
+            # The stream is one more key of the script. On Redis Cluster it would have to share the counters' slot
+            # (docs/gateway.md, "Caches and round trips"); a single Redis or a primary with replicas takes it as is.
+            keys.append(journal.stream)
+            args += [journal.maxlen, journal.field, journal.value]
         try:
-            reply = await _SCRIPT.run(_async_client(), _keys(scope, limits), args)
+            reply = await _SCRIPT.run(_async_client(), keys, args)
         except UNAVAILABLE_ERRORS as error:
             warn_unavailable("admit", error, "admitting" if policy == "fail_open" else "refusing")
             return degraded_decision(limits, policy, now)
-        return _decision(limits, _integers(reply), now)
+        decision = _decision(limits, _integers(reply), now)
+        if journal is not None and decision.admitted:
+            return replace(decision, journaled=True)
+        return decision
 
     async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None:
         check_request(scope, limits, cost, admitted_at_ms)

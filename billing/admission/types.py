@@ -39,6 +39,18 @@ class LimitState:
 
 
 @dataclass(frozen=True, slots=True)
+class Journal:
+    """A stream entry to append in the same atomic step as the booking, only if the request is admitted: the
+    gateway's `accepted` usage event, so an admitted request can never exist without its record (and costs one
+    round trip, not two). The engine does not read it; it only writes `field`=`value` to `stream`."""
+
+    stream: str
+    field: str
+    value: str
+    maxlen: int  # approximate trim, as the usage stream's other writers use
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     admitted: bool
     refused_by: str | None  # Limit.name of the first limit (in the given order) that refused, or UNAVAILABLE
@@ -46,6 +58,7 @@ class Decision:
     retry_after_ms: int  # 0 if admitted; else how long until `cost` fits in every limit
     admitted_at_ms: int  # the time the units were booked under (refund needs it)
     degraded: bool = False  # fast state unreachable: on_unavailable decided the outcome
+    journaled: bool = False  # admitted, and the Journal entry given to admit was written with the booking
 
 
 class AdmissionEngine(Protocol):
@@ -57,7 +70,11 @@ class AdmissionEngine(Protocol):
         cost: int,
         now_ms: int | None = None,
         on_unavailable: str | None = None,
-    ) -> Decision: ...
+        journal: Journal | None = None,
+    ) -> Decision:
+        """Book `cost` units in every limit, or none. An engine that cannot write `journal` atomically (the
+        in-process one) leaves it to the caller: `Decision.journaled` says which happened."""
+        ...
 
     async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None: ...
 
