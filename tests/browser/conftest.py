@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from tests.conftest import ROOT, SANDBOX_KEY, free_port, stop_process, wait_until_listening
 from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, make_catalog
@@ -63,6 +64,9 @@ def browser(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+        # The ORM calls made beside Playwright's loop open a connection of their own; close it while still in
+        # that context, or it outlives the test database.
+        connections.close_all()
 
 
 @pytest.fixture
