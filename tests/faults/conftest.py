@@ -22,7 +22,7 @@ from django.conf import settings
 
 from tests.conftest import ROOT, SANDBOX_KEY, free_port, wait_until_listening
 from tests.faults.servers import PrivateRedis
-from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, gateway_server  # noqa: F401 (a fixture)
+from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog
 
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
 STREAM = {**CHAT, "stream": True}
@@ -276,3 +276,21 @@ def big_plan_catalog(transactional_db: Any, sandbox: Any, org: Any, owner: Any) 
     health_board().forget_sync([made.target.pk])
     yield made
     health_board().forget_sync([made.target.pk])
+
+
+# Gateways run as worker processes here, never in this process: the gateway keeps one state object per process,
+# and a second in-process server (tests/gateway has one) would share it across two event loops.
+FIRST_BYTE_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def gateway_worker(big_plan_catalog: Catalog, tmp_path: Path) -> Iterator[str]:
+    """One gateway worker process on this session's database and Redis, serving the catalog above; its URL."""
+    env = {
+        "DATABASE_URL": shared_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "GATEWAY_FIRST_BYTE_TIMEOUT": str(FIRST_BYTE_TIMEOUT),
+    }
+    worker, url = gateway_process(env, tmp_path)
+    yield url
+    worker.stop()

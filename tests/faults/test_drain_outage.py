@@ -19,7 +19,7 @@ from tests.faults.conftest import (
     drain_in_process,
     shared_database_url,
 )
-from tests.gateway.conftest import Catalog, ServerThread
+from tests.gateway.conftest import Catalog
 from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,7 @@ def rows_within(count: int, timeout: float) -> int:
 
 
 def test_a_drain_outage_delays_the_ledger_but_loses_nothing(
-    gateway_server: ServerThread, big_plan_catalog: Catalog, tmp_path: Path
+    gateway_worker: str, big_plan_catalog: Catalog, tmp_path: Path
 ) -> None:
     """Expected: the gateway does not depend on the drain; with the Celery worker killed (SIGKILL, mid-batch or
     not) every request is still answered and counted against the allowance at once (admission is in Redis), and
@@ -41,7 +41,7 @@ def test_a_drain_outage_delays_the_ledger_but_loses_nothing(
     worker's unacknowledged entries (after METERING_CLAIM_IDLE_SECONDS) and reads the backlog: one row per
     request, outcomes as the clients saw them, nothing counted twice."""
     env = {"DATABASE_URL": shared_database_url(), "REDIS_URL": settings.REDIS_URL}
-    url, secret = gateway_server.url, big_plan_catalog.secret
+    url, secret = gateway_worker, big_plan_catalog.secret
     first = celery_processes(env, tmp_path)
     later = []
     try:
