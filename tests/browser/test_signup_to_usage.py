@@ -206,4 +206,13 @@ def test_the_pages_work_from_the_keyboard_and_every_control_has_a_label(
     row = page.locator(f"tr[data-request-id='{event.request_id}']")
     expect(row.locator("details")).to_have_attribute("open", "")
     assert "The backend failed while answering" in row.inner_text()
+
+    # Choosing an outcome narrows the log in place (htmx), and the address bar keeps the filter.
+    page.evaluate("window.__no_reload = true")
+    page.get_by_label("Outcome").select_option("ok")
+    expect(page.locator("tr[data-request-id]")).to_have_count(2)
+    assert "outcome=ok" in page.url and page.evaluate("window.__no_reload") is True
+    page.get_by_label("Request id").fill(event.request_id)
+    page.get_by_label("Outcome").select_option("")
+    expect(page.locator("tr[data-request-id]")).to_have_count(1)
     get_engine().reset_sync(scope=scope_for(org.pk))
