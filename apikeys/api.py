@@ -92,7 +92,7 @@ class ApiKeyViewSet(viewsets.ViewSet):
             raise _field_error(error) from None
         return Response(ApiKeySerializer(key).data)
 
-    @extend_schema(request=None, responses=ApiKeySerializer)
+    @extend_schema(request=None, responses={200: ApiKeySerializer})  # the revoked key, not an empty 204
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Revoke the key (keys are never deleted: their usage history stays attributable)."""
         return self.revoke(request, pk)
