@@ -13,8 +13,9 @@ import time
 from typing import Any
 
 from billing.allowances import request_limits, scope_for
-from gateway.auth import AuthFailure, authenticate
+from gateway.auth import AuthFailure, authenticate, send_auth_failure
 from gateway.completions import Completion
+from gateway.keyscan import client_address
 from gateway.request_ids import new_request_id
 from gateway.responses import JSON_HEADERS, Receive, Send, send_bytes, send_error
 from gateway.state import Gateway
@@ -85,9 +86,11 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
 
 
 async def _key(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) -> Any:
-    auth = await authenticate(dict(scope["headers"]), gw.keys, int(time.time() * 1000))
+    auth = await authenticate(
+        dict(scope["headers"]), gw.keys, int(time.time() * 1000), gw.key_guard, client_address(scope)
+    )
     if isinstance(auth, AuthFailure):
-        await send_error(send, auth.code, request_id, message=auth.message)
+        await send_auth_failure(send, auth, request_id)
         return None
     return auth
 

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from apikeys.keyformat import KeyShape, parse_key
 from apikeys.records import KeyRecord
 from gateway.keycache import KeyCache
+from gateway.keyscan import InvalidKeyGuard
+from gateway.responses import Send, send_error
 
 
 @dataclass(frozen=True, slots=True)
 class AuthFailure:
     code: str
     message: str | None = None
+    retry_after_s: int | None = None  # too_many_invalid_keys: when this address may try again
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -29,24 +32,53 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
     return None
 
 
-async def authenticate(headers: dict[bytes, bytes], cache: KeyCache, now_ms: int) -> KeyRecord | AuthFailure:
+async def authenticate(
+    headers: dict[bytes, bytes], cache: KeyCache, now_ms: int, guard: InvalidKeyGuard, address: str
+) -> KeyRecord | AuthFailure:
+    wait = guard.blocked_for(address)
+    failure: AuthFailure | None = None
+    record: KeyRecord | None = None
     key = presented_key(headers)
     if key is None:
-        return AuthFailure("invalid_api_key", "No API key was sent. Send it as 'Authorization: Bearer ctx_live_...'.")
-    parsed = parse_key(key)
-    if parsed.shape is KeyShape.MALFORMED:
-        return AuthFailure("invalid_api_key", "This is not a Cortensor Portal API key; keys start with 'ctx_live_'.")
-    if parsed.shape is KeyShape.BAD_CHECKSUM:
-        return AuthFailure(
-            "invalid_api_key",
-            "This API key has a typo: its checksum does not match. Copy the whole key again.",
+        failure = AuthFailure(
+            "invalid_api_key", "No API key was sent. Send it as 'Authorization: Bearer ctx_live_...'."
         )
-    record = await cache.get(parsed.digest)
-    if record is None:
-        return AuthFailure("invalid_api_key", "This API key does not exist.")
+    else:
+        parsed = parse_key(key)
+        if parsed.shape is KeyShape.MALFORMED:
+            failure = AuthFailure(
+                "invalid_api_key", "This is not a Cortensor Portal API key; keys start with 'ctx_live_'."
+            )
+        elif parsed.shape is KeyShape.BAD_CHECKSUM:
+            failure = AuthFailure(
+                "invalid_api_key",
+                "This API key has a typo: its checksum does not match. Copy the whole key again.",
+            )
+        elif wait is not None:
+            record = cache.peek(parsed.digest)  # a refused address reaches neither Redis nor the database
+        else:
+            record = await cache.get(parsed.digest)
+            if record is None:
+                failure = AuthFailure("invalid_api_key", "This API key does not exist.")
+    if wait is None and failure is not None:
+        wait = await guard.failed(address)
+        if wait is None:
+            return failure
+    if wait is not None and (record is None or record.state(now_ms) != "active"):
+        return AuthFailure(
+            "too_many_invalid_keys",
+            f"Too many requests with invalid API keys came from your address. Retry in {wait} s.",
+            retry_after_s=wait,
+        )
+    assert record is not None
     state = record.state(now_ms)
     if state == "revoked":
         return AuthFailure("key_revoked")
     if state == "expired":
         return AuthFailure("key_expired")
     return record
+
+
+async def send_auth_failure(send: Send, failure: AuthFailure, request_id: str) -> None:
+    headers = [] if failure.retry_after_s is None else [(b"retry-after", str(failure.retry_after_s).encode())]
+    await send_error(send, failure.code, request_id, message=failure.message, extra_headers=headers)

@@ -17,7 +17,7 @@ from apikeys.records import KeyRecord
 from billing.admission import UNAVAILABLE, Decision, Limit
 from billing.allowances import KEY_RATE, request_limits, scope_for
 from billing.selectors import PlanSnapshot
-from gateway.auth import AuthFailure, authenticate
+from gateway.auth import AuthFailure, authenticate, send_auth_failure
 from gateway.bodies import (
     BodyProblem,
     BodyTooLarge,
@@ -30,6 +30,7 @@ from gateway.bodies import (
 from gateway.errors import CATALOGUE
 from gateway.forward import Exchange, Forwarder
 from gateway.headers import rate_limit_headers, retry_after_header
+from gateway.keyscan import client_address
 from gateway.responses import Header, Receive, Send, send_error
 from metering.events import LifecycleEvent
 from metering.stream import journal_for
@@ -94,9 +95,9 @@ class Completion:
 
     async def handle(self) -> None:
         headers = dict(self.scope["headers"])
-        auth = await authenticate(headers, self.gw.keys, _now_ms())
+        auth = await authenticate(headers, self.gw.keys, _now_ms(), self.gw.key_guard, client_address(self.scope))
         if isinstance(auth, AuthFailure):
-            await send_error(self.send, auth.code, self.request_id, message=auth.message)
+            await send_auth_failure(self.send, auth, self.request_id)
             return
         self.key = auth
 

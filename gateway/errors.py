@@ -112,6 +112,14 @@ _KINDS = [
         "Wait for the time in the Retry-After header, then retry.",
     ),
     ErrorKind(
+        "too_many_invalid_keys",
+        429,
+        "rate_limit_error",
+        "rate_limit",
+        "Too many requests with invalid API keys came from your address.",
+        "Check the key your client sends, then retry after the time in the Retry-After header.",
+    ),
+    ErrorKind(
         "quota_exhausted",
         429,
         "insufficient_quota",

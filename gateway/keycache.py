@@ -77,6 +77,13 @@ class KeyCache:
                 log.warning("key cache: Redis write failed")
         return record
 
+    def peek(self, digest: str) -> KeyRecord | None:
+        """The record if this process holds a fresh one; never a network call."""
+        entry = self._local.get(digest)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
     def forget(self, digest: str) -> None:
         self._local.pop(digest, None)
 

@@ -14,6 +14,7 @@ import time
 from billing.admission import AdmissionEngine, get_engine
 from billing.selectors import PlanSnapshot, aplan_snapshot_for_organization
 from gateway.keycache import KeyCache
+from gateway.keyscan import InvalidKeyGuard
 from gateway.listener import InvalidationListener
 from gateway.upstream import UpstreamClient
 from gateway.usage import UsageRecorder
@@ -112,6 +113,7 @@ class Gateway:
         self.availability = AvailabilityCache(health_board())
         self.in_flight = InFlight()
         self.engine: AdmissionEngine = get_engine()
+        self.key_guard = InvalidKeyGuard(self.engine)
         self.upstream = UpstreamClient()
         self.usage = UsageRecorder()
         self.listener = InvalidationListener(self._invalidate, self._reset)

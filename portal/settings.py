@@ -263,6 +263,12 @@ GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 256, minimum=
 # and Node close after 5 s): reusing a connection the server has just closed fails a request that was never served.
 GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = env_float("GATEWAY_UPSTREAM_KEEPALIVE_SECONDS", 4.0, minimum=0.0)
 
+# Key scans: invalid API keys from one client address within a rolling window before that address gets 429.
+GATEWAY_INVALID_KEY_LIMIT = env_int("GATEWAY_INVALID_KEY_LIMIT", 30, minimum=1)
+GATEWAY_INVALID_KEY_WINDOW_SECONDS = env_float("GATEWAY_INVALID_KEY_WINDOW_SECONDS", 60.0, minimum=1.0)
+# The gateway's Prometheus metrics at /metrics: served only when this is set, to `Authorization: Bearer <token>`.
+GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN", "")
+
 # Admission (billing/admission): what to do when the fast state (Redis) cannot be reached.
 ADMISSION_ON_UNAVAILABLE = env_choice("ADMISSION_ON_UNAVAILABLE", "fail_closed", ("fail_closed", "fail_open"))
 

@@ -126,7 +126,10 @@ def _clear_fast_state() -> None:
 
 def reset_gateway_caches() -> None:
     """New rows made by a test reach the gateway the way operators' changes do: by invalidation."""
+    from gateway.app import gateway
+
     _clear_fast_state()
+    gateway().key_guard.clear()  # the in-process gateway's refused addresses (all tests come from 127.0.0.1)
     publish("routing", "")
     publish("plan", "")
     time.sleep(0.05)  # pub/sub delivery on loopback takes well under a millisecond; this is generous
