@@ -7,10 +7,13 @@ logged with its request id and answered 500-free as a backend error envelope.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
 from typing import Any
+
+from django.conf import settings
 
 from billing.allowances import request_limits, scope_for
 from gateway.auth import AuthFailure, authenticate, send_auth_failure
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 
 POST_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "text"}
 GET_PATHS = {"/v1/models", "/v1/usage"}
+METRICS_PATH = "/metrics"
 
 _gateway: Gateway | None = None
 
@@ -70,6 +74,8 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 await send_error(send, "method_not_allowed", request_id, extra_headers=[(b"allow", b"POST")])
                 return
             await Completion(gw, scope, receive, send, POST_PATHS[path], request_id).handle()  # type: ignore[arg-type]
+        elif path == METRICS_PATH and method in ("GET", "HEAD"):
+            await _metrics(gw, scope, send, request_id)
         elif path in GET_PATHS:
             if method not in ("GET", "HEAD"):
                 await send_error(send, "method_not_allowed", request_id, extra_headers=[(b"allow", b"GET")])
@@ -90,9 +96,21 @@ async def _key(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) 
         dict(scope["headers"]), gw.keys, int(time.time() * 1000), gw.key_guard, client_address(scope)
     )
     if isinstance(auth, AuthFailure):
+        gw.metrics.auth_failures[auth.code] += 1
         await send_auth_failure(send, auth, request_id)
         return None
     return auth
+
+
+async def _metrics(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) -> None:
+    """Prometheus text; without the operator's token the endpoint does not exist (404, as any unknown path)."""
+    token: str = settings.GATEWAY_METRICS_TOKEN
+    presented = dict(scope["headers"]).get(b"authorization", b"")
+    if not token or not hmac.compare_digest(presented, b"Bearer " + token.encode()):
+        await send_error(send, "not_found", request_id)
+        return
+    body = await gw.metrics.render(gw.metrics_snapshot)
+    await send_bytes(send, 200, body, request_id, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
 
 
 async def _models(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) -> None:

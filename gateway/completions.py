@@ -85,9 +85,9 @@ class Completion:
         headers: list[Header] | None = None,
     ) -> None:
         """A refusal after the key is known: recorded for the request log, never billed."""
-        await self.gw.usage.record_now(
-            self._event("refused", outcome=outcome, status_code=CATALOGUE[code].status, latency_ms=self._latency_ms())
-        )
+        status, latency = CATALOGUE[code].status, self._latency_ms()
+        self.gw.metrics.answered(self.kind, outcome, status, latency)
+        await self.gw.usage.record_now(self._event("refused", outcome=outcome, status_code=status, latency_ms=latency))
         await send_error(self.send, code, self.request_id, message=message, param=param, extra_headers=headers or [])
 
     def _latency_ms(self) -> int:
@@ -97,6 +97,8 @@ class Completion:
         headers = dict(self.scope["headers"])
         auth = await authenticate(headers, self.gw.keys, _now_ms(), self.gw.key_guard, client_address(self.scope))
         if isinstance(auth, AuthFailure):
+            self.gw.metrics.auth_failures[auth.code] += 1
+            self.gw.metrics.answered(self.kind, "client_error", CATALOGUE[auth.code].status, self._latency_ms())
             await send_auth_failure(self.send, auth, self.request_id)
             return
         self.key = auth
@@ -176,6 +178,7 @@ class Completion:
                     journal=journal_for(accepted),
                 )
                 served, allowance_class = degraded, "degraded"
+        self.gw.metrics.admission[(allowance_class if decision.admitted else decision.refused_by) or "refused"] += 1
         now_ms = _now_ms()
         limit_headers = rate_limit_headers(decision.states, now_ms)
         if not decision.admitted:
@@ -275,6 +278,8 @@ class Completion:
                 )
             except Exception:
                 log.warning("request %s: refund failed; reconciliation will correct the counters", self.request_id)
+        latency = self._latency_ms()
+        self.gw.metrics.answered(self.kind, exchange.outcome, exchange.status, latency)
         self.gw.usage.record_later(
             self._event(
                 "completed",
@@ -287,7 +292,7 @@ class Completion:
                 status_code=exchange.status or None,
                 target_id=exchange.target_id,
                 forwarded_at_ms=exchange.forwarded_at_ms,
-                latency_ms=self._latency_ms(),
+                latency_ms=latency,
                 prompt_tokens=exchange.prompt_tokens,
                 completion_tokens=exchange.completion_tokens,
                 stream=bool(data.get("stream")),

@@ -16,6 +16,7 @@ from billing.selectors import PlanSnapshot, aplan_snapshot_for_organization
 from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
 from gateway.listener import InvalidationListener
+from gateway.metrics import GatewayMetrics
 from gateway.upstream import UpstreamClient
 from gateway.usage import UsageRecorder
 from routing.health import HealthBoard, health_board
@@ -114,6 +115,7 @@ class Gateway:
         self.in_flight = InFlight()
         self.engine: AdmissionEngine = get_engine()
         self.key_guard = InvalidKeyGuard(self.engine)
+        self.metrics = GatewayMetrics()
         self.upstream = UpstreamClient()
         self.usage = UsageRecorder()
         self.listener = InvalidationListener(self._invalidate, self._reset)
@@ -134,17 +136,22 @@ class Gateway:
         self.routing.clear()
         self.availability.clear()
 
+    def metrics_snapshot(self) -> dict[str, object]:
+        return self.metrics.snapshot(waiting_events=self.usage.waiting, dropped_events=self.usage.dropped)
+
     async def start(self) -> None:
         if self.started:
             return
         self.started = True
         await self.listener.start()
         self.usage.start()
+        self.metrics.start(self.metrics_snapshot)
 
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
         await self.listener.stop()
+        await self.metrics.stop()
         await self.usage.stop()
         await self.upstream.close()

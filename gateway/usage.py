@@ -53,6 +53,10 @@ class UsageRecorder:
         if redis_url() is None:
             await _drain_local_once()
 
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
     async def record_now(self, event: LifecycleEvent) -> None:
         """Write one event before going on; if the stream cannot take it, keep it for the background flush."""
         try:

@@ -22,7 +22,8 @@ Scope = dict[str, Any]
 
 
 def is_gateway_path(path: str) -> bool:
-    return path == "/v1" or path.startswith("/v1/")
+    """/v1 (the inference API) and /metrics (the gateway's Prometheus metrics, behind an operator token)."""
+    return path == "/v1" or path.startswith("/v1/") or path == "/metrics"
 
 
 async def application(scope: Scope, receive: Any, send: Any) -> None:

@@ -198,13 +198,14 @@ def gw(gateway_server: ServerThread, catalog: Catalog) -> Iterator[httpx.Client]
 class GatewayWorkers:
     """Gateway worker processes (uvicorn, one process each) sharing this test's database and Redis."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, extra_env: dict[str, str] | None = None) -> None:
         db = settings.DATABASES["default"]
         host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
         env = {
             "DATABASE_URL": f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}",
             "REDIS_URL": settings.REDIS_URL,
             ROUTER_KEY_ENV: SANDBOX_KEY,
+            **(extra_env or {}),
         }
         self.ports = [free_port() for _ in range(count)]
         self.processes = [

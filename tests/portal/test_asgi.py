@@ -31,6 +31,8 @@ def request(method: str, path: str) -> httpx.Response:
         ("/", False),
         ("/admin/", False),
         ("/api/v1/keys", False),
+        ("/metrics", True),
+        ("/metrics/x", False),
     ],
 )
 def test_only_v1_paths_go_to_the_gateway(path: str, expected: bool) -> None:
