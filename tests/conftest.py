@@ -56,6 +56,25 @@ def start_process(args: list[str], port: int, env: dict[str, str] | None = None)
     return process
 
 
+def start_logged_process(
+    args: list[str], port: int | None, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Like start_process, with stdout and stderr in the file `log`: a server logging a lot (DEBUG, or many refused
+    requests) would block on a pipe nobody reads."""
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+        )
+    if port is not None:
+        try:
+            wait_until_listening(port, process)
+        except RuntimeError:
+            process.kill()
+            process.wait(timeout=5)
+            raise RuntimeError(log.read_text(errors="replace")[-3000:]) from None
+    return process
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
     "messages[0].role.",
 )
 @pytest.mark.parametrize("role", [[None, None], {"name": "user"}])
-def test_a_list_or_object_as_a_message_role_is_a_400_naming_the_field(gw: httpx.Client, role: object) -> None:
-    response = gw.post("/v1/chat/completions", json={"model": "gpt-oss-20b", "messages": [{"role": role}]})
+def test_a_list_or_object_as_a_message_role_is_a_400_naming_the_field(live_gateway: httpx.Client, role: object) -> None:
+    response = live_gateway.post("/v1/chat/completions", json={"model": "gpt-oss-20b", "messages": [{"role": role}]})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "messages[0].role"

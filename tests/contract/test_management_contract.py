@@ -16,7 +16,7 @@ from schemathesis.specs.openapi import checks
 
 from tests.contract.conftest import contract_config
 from tests.factories import issue_key
-from tests.gateway.conftest import Catalog, ServerThread
+from tests.gateway.conftest import Catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -62,12 +62,10 @@ def keys(contract_catalog: Catalog) -> dict[str, Any]:
 
 @management.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
-def test_the_management_api_answers_as_its_schema_says(
-    case: Any, gateway_server: ServerThread, keys: dict[str, Any]
-) -> None:
+def test_the_management_api_answers_as_its_schema_says(case: Any, live_server_url: str, keys: dict[str, Any]) -> None:
     steer(case, keys["victim_id"], "req_01KBAD0000000000000000000Z")
     case.call_and_validate(
-        base_url=gateway_server.url,
+        base_url=live_server_url,
         headers={"Authorization": f"Bearer {keys['manage']}"},
         # Checked: no server error, documented status codes, content types, headers and response bodies. Not checked:
         # whether the serializers accept exactly what the generated schema allows (drf-spectacular cannot say that
@@ -82,11 +80,11 @@ def test_the_management_api_answers_as_its_schema_says(
     "outside [A-Za-z0-9_.:-]) gets Django's HTML 404 page, not DRF's JSON {'detail': ...}; the schema does not "
     "document the path parameters' patterns either (apikeys/api.py, metering/api.py RequestViewSet.retrieve).",
 )
-def test_an_unknown_api_path_answers_json(gateway_server: ServerThread, keys: dict[str, Any]) -> None:
+def test_an_unknown_api_path_answers_json(live_server_url: str, keys: dict[str, Any]) -> None:
     import httpx
 
     response = httpx.get(
-        f"{gateway_server.url}/api/v1/requests/r%C3%A9q", headers={"Authorization": f"Bearer {keys['manage']}"}
+        f"{live_server_url}/api/v1/requests/r%C3%A9q", headers={"Authorization": f"Bearer {keys['manage']}"}
     )
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/json")

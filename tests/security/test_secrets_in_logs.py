@@ -20,7 +20,7 @@ from django.conf import settings
 
 from accounts.models import Organization, User
 from apikeys.keyformat import generate_key
-from tests.conftest import ROOT, Sandbox, free_port, stop_process, wait_until_listening
+from tests.conftest import ROOT, Sandbox, free_port, start_logged_process, stop_process
 from tests.factories import TEST_PASSWORD
 from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, make_catalog
 
@@ -47,27 +47,6 @@ def server_env() -> dict[str, str]:
     }
 
 
-class Logged:
-    """A process of ours whose stdout and stderr go to one file (a pipe nobody reads would block it at DEBUG)."""
-
-    def __init__(self, args: list[str], log: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self.handle = log.open("wb")
-        self.process = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self.handle, stderr=subprocess.STDOUT
-        )
-        if port is not None:
-            try:
-                wait_until_listening(port, self.process)  # type: ignore[arg-type]
-            except RuntimeError:
-                self.stop()
-                raise RuntimeError(log.read_text()[-3000:]) from None
-
-    def stop(self) -> None:
-        stop_process(self.process)  # type: ignore[arg-type]
-        self.handle.close()
-
-
 @pytest.fixture(autouse=True)
 def _fast_passwords() -> None:
     """The server in its own process must check the password with the real hasher: keep it (see conftest.py)."""
@@ -76,15 +55,15 @@ def _fast_passwords() -> None:
 @pytest.fixture
 def router(tmp_path: Path) -> Iterator[Sandbox]:
     port = free_port()
-    process = Logged(
+    process = start_logged_process(
         [sys.executable, "manage.py", "run_sandbox_router", "--port", str(port), "--key", ROUTER_KEY],
-        tmp_path / "sandbox.log",
         port,
+        tmp_path / "sandbox.log",
     )
     sandbox = Sandbox(port)
     sandbox.auth = {"Authorization": f"Bearer {ROUTER_KEY}"}
     yield sandbox
-    process.stop()
+    stop_process(process)
 
 
 @pytest.fixture
@@ -96,14 +75,14 @@ def live_catalog(router: Sandbox, org: Organization, owner: User) -> Catalog:
 def server(live_catalog: Catalog, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = tmp_path / "server.log"
-    process = Logged(
+    process = start_logged_process(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        log,
         port,
+        log,
         server_env(),
     )
     yield f"http://127.0.0.1:{port}", log
-    process.stop()
+    stop_process(process)
 
 
 def sign_in(client: httpx.Client, email: str) -> None:
