@@ -93,3 +93,26 @@ def test_siwe_challenges_are_limited_per_address_so_nonces_cannot_fill_the_table
     assert statuses[:30] == [200] * 30
     assert statuses[30:] == [429, 429]
     assert SiweNonce.objects.count() == 30
+
+
+def test_a_forged_forwarded_for_header_does_not_buy_more_attempts() -> None:
+    """The limits key on the address the connection came from (REMOTE_ADDR, set by the proxy in front), never on
+    X-Forwarded-For, which any client can write."""
+    client = Client()
+    for n in range(20):
+        response = client.post(
+            "/accounts/siwe/verify",
+            json.dumps({"message": "forged", "signature": "0x00"}),
+            content_type="application/json",
+            REMOTE_ADDR="198.51.100.77",
+            headers={"X-Forwarded-For": f"10.0.0.{n}"},
+        )
+        assert response.status_code == 400
+    response = client.post(
+        "/accounts/siwe/verify",
+        json.dumps({"message": "forged", "signature": "0x00"}),
+        content_type="application/json",
+        REMOTE_ADDR="198.51.100.77",
+        headers={"X-Forwarded-For": "10.0.0.250"},
+    )
+    assert response.status_code == 429
