@@ -321,6 +321,8 @@ LOGGING: dict[str, Any] = {
         "httpcore": {"level": "WARNING"},
     },
 }
+# Celery workers log through LOGGING above instead of replacing the root logger's handlers with their own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 if LOG_FORMAT == "json":
     # The servers' own loggers keep their own plain handlers unless told otherwise: every line in one format.
     for _name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access"):
