@@ -77,8 +77,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestIdMiddleware:
-    """Gives each portal request an id (the client's X-Request-ID when it is a sane one), logs it on every line
-    written while serving the request, and returns it as `X-Request-ID`, as the gateway does for /v1."""
+    """Gives each portal request an id (the client's or the proxy's X-Request-ID when it is a sane one, so one id
+    follows a request from the load balancer's log to ours) and puts it on every line logged while serving it.
+    Not echoed as a response header: that header marks the gateway's answers (tests/portal/test_asgi.py)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -92,5 +93,4 @@ class RequestIdMiddleware:
             response = self.get_response(request)
         finally:
             current_request_id.reset(token)
-        response["X-Request-ID"] = request_id
         return response
