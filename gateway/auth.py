@@ -16,6 +16,7 @@ class AuthFailure:
     code: str
     message: str | None = None
     retry_after_s: int | None = None  # too_many_invalid_keys: when this address may try again
+    record: KeyRecord | None = None  # a real key refused for its state (revoked, expired): whose request it was
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -73,9 +74,9 @@ async def authenticate(
     assert record is not None
     state = record.state(now_ms)
     if state == "revoked":
-        return AuthFailure("key_revoked")
+        return AuthFailure("key_revoked", record=record)
     if state == "expired":
-        return AuthFailure("key_expired")
+        return AuthFailure("key_expired", record=record)
     return record
 
 

@@ -98,6 +98,17 @@ class Completion:
         auth = await authenticate(headers, self.gw.keys, _now_ms(), self.gw.key_guard, client_address(self.scope))
         if isinstance(auth, AuthFailure):
             self.gw.metrics.auth_failures[auth.code] += 1
+            if auth.record is not None:
+                # A revoked or expired key is still somebody's: the refusal goes to their request log, never billed.
+                self.key = auth.record
+                await self.gw.usage.record_now(
+                    self._event(
+                        "refused",
+                        outcome="client_error",
+                        status_code=CATALOGUE[auth.code].status,
+                        latency_ms=self._latency_ms(),
+                    )
+                )
             self.gw.metrics.answered(self.kind, "client_error", CATALOGUE[auth.code].status, self._latency_ms())
             await send_auth_failure(self.send, auth, self.request_id)
             return

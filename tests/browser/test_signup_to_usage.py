@@ -29,11 +29,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 EMAIL = "new.customer@example.com"
 
 
-def _drain_until(request_id: str) -> UsageEvent:
+def _drain_until(request_id: str, *, completed: bool = True) -> UsageEvent:
     for _ in range(100):
         usage_drain()
         event = UsageEvent.objects.filter(request_id=request_id, recorded_at__isnull=False).first()
-        if event is not None and event.completed_at is not None:
+        if event is not None and (event.completed_at is not None or not completed):
             return event
     raise AssertionError(f"{request_id} never reached the ledger")
 
@@ -103,9 +103,14 @@ def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
         client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "again"}])
     assert refused.value.status_code == 401
     assert refused.value.code == "key_revoked"
+    refused_id = refused.value.response.headers["x-request-id"]
+    assert _drain_until(refused_id, completed=False).status_code == 401
 
-    # The request log shows the request; its detail page shows the whole lifecycle.
+    # The request log shows both requests; the refused one explains itself; the answered one's detail page shows
+    # the whole lifecycle.
     page.goto(f"{base}/orgs/{slug}/requests/")
+    refused_row = page.locator(f"tr[data-request-id='{refused_id}']")
+    assert "401" in refused_row.inner_text()
     row = page.locator(f"tr[data-request-id='{ok_id}']")
     assert "OK" in row.inner_text() and "200" in row.inner_text()
     row.get_by_role("link", name=ok_id).click()

@@ -62,11 +62,6 @@ def test_calls_through_the_gateway_show_in_the_log_with_their_errors_explained(
     assert "The model does not exist" in html and "Use a name from the Models page" in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway answers a revoked key's 401 before any usage event exists (gateway/completions.py), so the "
-    "ledger never hears of it; remove this mark when the gateway records refusals of known keys",
-)
 def test_a_call_with_a_revoked_key_shows_in_the_log(
     gw: httpx.Client,
     catalog: Catalog,
