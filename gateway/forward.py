@@ -155,7 +155,7 @@ class Forwarder:
         session = self.gw.upstream.session
         async with session.request(
             upstream.method,
-            upstream.url,
+            self.gw.upstream.url(upstream.url),
             headers=dict(upstream.headers),
             data=upstream.content(),
             timeout=request_timeout(),

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import aiohttp
 from django.conf import settings
+from yarl import URL
 
 
 class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+
+    def url(self, text: str) -> URL:
+        """Target URLs parsed once: a target's URL does not change per request, and aiohttp would parse it each time."""
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) > 10_000:  # bounded: targets come and go with the catalog
+                self._urls.clear()
+            url = self._urls[text] = URL(text)
+        return url
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -8,7 +8,6 @@ commands.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
@@ -69,10 +68,7 @@ class RedisAdmissionEngine:
         except UNAVAILABLE_ERRORS as error:
             warn_unavailable("admit", error, "admitting" if policy == "fail_open" else "refusing")
             return degraded_decision(limits, policy, now)
-        decision = _decision(limits, _integers(reply), now)
-        if journal is not None and decision.admitted:
-            return replace(decision, journaled=True)
-        return decision
+        return _decision(limits, _integers(reply), now, journaled=journal is not None)
 
     async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None:
         check_request(scope, limits, cost, admitted_at_ms)
@@ -190,7 +186,7 @@ def _states(limits: Sequence[Limit], reply: list[int], offset: int) -> tuple[Lim
     return tuple(states)
 
 
-def _decision(limits: Sequence[Limit], reply: list[int], now: int) -> Decision:
+def _decision(limits: Sequence[Limit], reply: list[int], now: int, *, journaled: bool) -> Decision:
     admitted, refused, retry = reply[0] == 1, reply[1], reply[2]
     return Decision(
         admitted=admitted,
@@ -198,4 +194,5 @@ def _decision(limits: Sequence[Limit], reply: list[int], now: int) -> Decision:
         states=_states(limits, reply, 3),
         retry_after_ms=retry,
         admitted_at_ms=now,
+        journaled=admitted and journaled,  # the script appends the entry exactly when it admits
     )
