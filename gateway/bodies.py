@@ -116,7 +116,8 @@ def check_chat(data: dict[str, Any]) -> BodyProblem | None:
         where = f"messages[{index}]"
         if not isinstance(message, dict):
             return BodyProblem(f"'{where}' must be an object with 'role' and 'content'.", where)
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
             return BodyProblem(f"'{where}.role' must be one of {', '.join(sorted(ROLES))}.", f"{where}.role")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):

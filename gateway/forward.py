@@ -43,7 +43,7 @@ class Exchange:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error_code: str | None = None  # set when the client got (or was sent) a gateway error
-    detail: str = ""  # for logs only: may name upstream internals
+    detail: str = ""  # for logs only; never the upstream's own words, which can name hosts or sessions
     headers_sent: bool = False
     chunks: int = 0  # content chunks relayed to the client (streams)
     tried: list[int] = field(default_factory=list)
@@ -114,7 +114,7 @@ class Forwarder:
                 exchange.outcome = {"connect": "routing_error", "timeout": "backend_timeout"}.get(
                     failure, "backend_error"
                 )
-                exchange.detail = f"{type(error).__name__}: {error}"
+                exchange.detail = type(error).__name__  # its text names the target's host and port
                 if failure == "bug":
                     log.exception("request %s: unexpected error while forwarding", request_id)
             if exchange.outcome == "client_error" and not exchange.headers_sent:
@@ -166,7 +166,7 @@ class Forwarder:
             translator = upstream.translator()
             if response.status >= 400:
                 raw = await response.read()
-                exchange.detail = f"upstream status {response.status}: {raw[:300]!r}"
+                exchange.detail = f"upstream status {response.status} ({len(raw)} bytes)"
                 if response.status in (400, 413, 422):
                     # The backend found the request itself invalid: the client's to fix, and it counts.
                     await self.gw.availability.record(route, target.id, failed=False)
@@ -182,7 +182,7 @@ class Forwarder:
                     mapped = translator.map_body(raw)
                 except UpstreamError as error:
                     await self.gw.availability.record(route, target.id, failed=True)
-                    exchange.outcome, exchange.detail = "backend_error", str(error)
+                    exchange.outcome, exchange.detail = "backend_error", _loggable(str(error))
                     return
                 await self.gw.availability.record(route, target.id, failed=False)
                 _take_usage(exchange, translator.usage)
@@ -240,7 +240,7 @@ class Forwarder:
                 events = translator.feed(chunk) if chunk else translator.finish()
                 for event in events:
                     if event.kind == "error":
-                        exchange.outcome, exchange.detail = "backend_error", event.detail
+                        exchange.outcome, exchange.detail = "backend_error", _loggable(event.detail)
                         await self.gw.availability.record(route, target.id, failed=True)
                         await _send_stream_error(send, exchange, "")
                         exchange.error_code = "backend_error"
@@ -289,6 +289,12 @@ def _classify(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientError):
         return "broken"
     return "bug"
+
+
+def _loggable(detail: str) -> str:
+    """An adapter's description of a bad answer without the quoted upstream text after it ("upstream error
+    mid-stream: <what the router said>" becomes "upstream error mid-stream"): router messages can name hosts."""
+    return detail.split(": ", 1)[0]
 
 
 def _take_usage(exchange: Exchange, usage: dict[str, int] | None) -> None:
