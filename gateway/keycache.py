@@ -13,6 +13,7 @@ import time
 
 from apikeys.records import CACHE_TTL_SECONDS, KeyRecord, record_cache_key
 from apikeys.selectors import apikey_record_by_digest_async
+from gateway.db import read_database
 from portal.redis import hot_redis
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class KeyCache:
                 log.warning("key cache: Redis read failed; reading the database")
                 client = None
         self.database_reads += 1
-        record = await apikey_record_by_digest_async(digest=digest)
+        record = await read_database(lambda: apikey_record_by_digest_async(digest=digest))
         if client is not None:
             try:
                 if record is None:

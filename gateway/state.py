@@ -13,6 +13,7 @@ import time
 
 from billing.admission import AdmissionEngine, get_engine
 from billing.selectors import PlanSnapshot, aplan_snapshot_for_organization
+from gateway.db import read_database
 from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
 from gateway.listener import InvalidationListener
@@ -40,7 +41,7 @@ class PlanCache:
         entry = self._plans.get(organization_id)
         if entry is not None and entry[1] > time.monotonic():
             return entry[0]
-        plan = await aplan_snapshot_for_organization(organization_id=organization_id)
+        plan = await read_database(lambda: aplan_snapshot_for_organization(organization_id=organization_id))
         self._plans[organization_id] = (plan, time.monotonic() + PLAN_TTL_SECONDS)
         return plan
 
@@ -67,7 +68,7 @@ class RoutingCache:
             return table
         async with self._lock:
             if self._table is None or self._expires <= time.monotonic():
-                self._table = await aload_routing_table()
+                self._table = await read_database(aload_routing_table)
                 self._expires = time.monotonic() + ROUTING_TTL_SECONDS
             return self._table
 
