@@ -8,6 +8,8 @@ from portal import views
 admin.site.site_header = "Cortensor Portal operations"
 admin.site.site_title = "Cortensor Portal admin"
 
+handler404 = "portal.views.not_found"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

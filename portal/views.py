@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
 
 from portal.health import readiness
 
@@ -30,3 +31,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Under /api/ a path the URL conf does not match answers like DRF's own 404s (JSON), so API clients can parse
+    every answer; elsewhere, the ordinary page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

@@ -41,6 +41,7 @@ def live_server_url(
         # The auth checks send many bad keys from 127.0.0.1; the key-scan limit would (rightly) answer them 429
         # before long, and they are here to show each bad key gets its 401.
         "GATEWAY_INVALID_KEY_LIMIT": "1000000",
+        "DEBUG": "false",  # as production answers: Django's debug pages are HTML for every path
     }
     port = free_port()
     log = tmp_path_factory.mktemp("contract") / "server.log"

@@ -74,12 +74,6 @@ def test_the_management_api_answers_as_its_schema_says(case: Any, live_server_ur
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Under /api/ a path the URL conf does not match (a key id with a dot, a request id with characters "
-    "outside [A-Za-z0-9_.:-]) gets Django's HTML 404 page, not DRF's JSON {'detail': ...}; the schema does not "
-    "document the path parameters' patterns either (apikeys/api.py, metering/api.py RequestViewSet.retrieve).",
-)
 def test_an_unknown_api_path_answers_json(live_server_url: str, keys: dict[str, Any]) -> None:
     import httpx
 
