@@ -118,7 +118,7 @@ def _clear_fast_state() -> None:
     client = sync_redis()
     if client is None:
         return
-    for pattern in ("adm:*", "apikey:*", "portal:health*", "usage:*"):
+    for pattern in ("adm:*", "apikey:*", "*{routing-health}*", "usage:*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)

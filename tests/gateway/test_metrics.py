@@ -68,18 +68,21 @@ def test_requests_outcomes_and_latency_are_counted(
 
 
 def test_any_worker_answers_for_the_whole_deployment(catalog: Catalog) -> None:
-    workers = GatewayWorkers(2, extra_env={"GATEWAY_METRICS_TOKEN": TOKEN})
+    # Other gateways of this test run (the in-process one) publish into the same Redis; an answer none of them gives
+    # (413 for a body over this limit) tells these workers' requests apart.
+    workers = GatewayWorkers(2, extra_env={"GATEWAY_METRICS_TOKEN": TOKEN, "GATEWAY_MAX_BODY_BYTES": "1024"})
     try:
         first, second = workers.urls
-        ok = 'portal_gateway_requests_total{endpoint="chat",outcome="ok",status="200"}'
-        before = value(scrape(second), ok)  # other gateways of this test run (the in-process one) publish too
+        too_large = 'portal_gateway_requests_total{endpoint="chat",outcome="client_error",status="413"}'
+        before = value(scrape(second), too_large)
         auth = {"Authorization": f"Bearer {catalog.secret}"}
+        big = {**CHAT, "messages": [{"role": "user", "content": "x" * 2000}]}
         for _ in range(4):
-            assert httpx.post(f"{first}/v1/chat/completions", json=CHAT, headers=auth, timeout=10).status_code == 200
+            assert httpx.post(f"{first}/v1/chat/completions", json=big, headers=auth, timeout=10).status_code == 413
         time.sleep(PUBLISH_INTERVAL_SECONDS + 1.5)  # the first worker publishes its counts
 
         text = scrape(second)  # the second worker served none of them
         assert value(text, "portal_gateway_workers") >= 2
-        assert value(text, ok) - before == 4
+        assert value(text, too_large) - before == 4
     finally:
         workers.stop()
