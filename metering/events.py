@@ -32,7 +32,9 @@ OUTCOMES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Treated as immutable, but not frozen: a frozen dataclass's __init__ sets each of these twenty-odd fields through
+# object.__setattr__, six times slower than a plain one, and the gateway makes two or three events per request.
+@dataclass(slots=True)
 class LifecycleEvent:
     stage: str
     request_id: str
