@@ -5,7 +5,9 @@ Merging is monotonic, which is what makes ingestion idempotent and order-indepen
   completion;
 - each lifecycle timestamp and each descriptive field is set by the first event that carries it and never changed;
 - the completion fields come from the first `completed` event (which also replaces reconciliation's `unknown`);
-- `refunded` only turns on.
+- `refunded` only turns on;
+- a refusal is final: once a row has its request's `refused` event, it stays refused (and unbilled) whatever else
+  arrives for that request id.
 Applying the same events again therefore changes nothing, and events may arrive in any order.
 """
 
@@ -134,11 +136,19 @@ def _apply(row: LedgerRow, event: LifecycleEvent) -> None:
     if event.refunded:
         row.refunded = True
 
+    if stage == "refused":
+        # A refusal is final: the client was turned away. It also wins over an admission recorded for the same
+        # request, which happens when Redis ran an admission call only after the gateway had given up waiting and
+        # answered 503: that request was never served, so it is never billed.
+        if row.stage != Stage.REFUSED:
+            row.stage = Stage.REFUSED
+            row.outcome = event.outcome or Outcome.CLIENT_ERROR
+            _fill_result(row, event)
+        return
+    if row.stage == Stage.REFUSED:
+        return
     if stage == "completed" and STAGE_RANK[row.stage] < STAGE_RANK[Stage.COMPLETED]:
         row.outcome = event.outcome or Outcome.UNKNOWN
-        _fill_result(row, event)
-    elif stage == "refused" and not row.outcome:
-        row.outcome = event.outcome or Outcome.CLIENT_ERROR
         _fill_result(row, event)
 
     if STAGE_RANK[stage] > STAGE_RANK[row.stage]:

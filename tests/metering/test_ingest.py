@@ -211,3 +211,25 @@ def test_a_completed_event_carrying_the_forward_time_stands_in_for_the_forwarded
     assert (row.stage, row.target_id) == ("completed", 7)
     in_flight = UsageEvent.objects.get(request_id=other_accepted.request_id)
     assert (in_flight.stage, datetime_to_ms(in_flight.forwarded_at)) == ("forwarded", other_forwarded.at_ms)
+
+
+@pytest.mark.parametrize("refusal_first", [True, False])
+def test_a_refusal_wins_over_an_admission_recorded_for_the_same_request(
+    org: Any, key: ApiKey, refusal_first: bool
+) -> None:
+    """Redis ran an admission call after the gateway had stopped waiting for it and answered 503: the ledger hears
+    of the request twice, `accepted` (from the late script) and `refused` (what the client saw). Either order, the
+    request is refused and never billed."""
+    accepted = lifecycle(organization_id=org.pk, key_id=key.pk, stages=("accepted",))[0]
+    refused = dataclasses.replace(
+        refusal(organization_id=org.pk, key_id=key.pk, outcome="routing_error"),
+        request_id=accepted.request_id,
+        status_code=503,
+    )
+    for event in [refused, accepted] if refusal_first else [accepted, refused]:
+        usage_events_ingest(events=[event])  # separate batches, as two drains would see them
+
+    row = UsageEvent.objects.get(request_id=accepted.request_id)
+    assert (row.stage, row.outcome, row.status_code) == ("refused", "routing_error", 503)
+    assert (row.billed, row.cost_units) == (False, 0)
+    assert_rollups_exact()
