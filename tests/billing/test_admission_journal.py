@@ -10,21 +10,15 @@ import redis
 from django.conf import settings as django_settings
 
 from billing.admission.memory_engine import MemoryAdmissionEngine
-from billing.admission.redis_engine import RedisAdmissionEngine
-from billing.admission.types import Journal, Limit
-from portal.redis import reset_clients
+from billing.admission.types import AdmissionEngine, Journal, Limit
 from tests.billing.conftest import Run
 
 T0 = 1_800_000_000_000
 TWO_PER_MINUTE = [Limit(name="key_rate", key="key:1:rate", limit=2, window_ms=60_000)]
 
 
-@pytest.fixture
-def engine() -> Iterator[RedisAdmissionEngine]:
-    if not django_settings.REDIS_URL:
-        pytest.skip("needs a real Redis: set REDIS_URL")
-    reset_clients()
-    yield RedisAdmissionEngine()
+# The conftest's engine fixture, Redis only: the in-process engine has its own test at the end.
+redis_engine_only = pytest.mark.parametrize("engine", ["redis"], indirect=True)
 
 
 @pytest.fixture
@@ -39,8 +33,9 @@ def entries(stream: str) -> list[bytes]:
     return [fields[b"e"] for _, fields in client.xrange(stream)]
 
 
+@redis_engine_only
 def test_an_admitted_request_has_its_entry_and_a_refused_one_has_none(
-    engine: RedisAdmissionEngine, scope: str, stream: str, run: Run
+    engine: AdmissionEngine, scope: str, stream: str, run: Run
 ) -> None:
     decisions = [
         run(
@@ -62,7 +57,8 @@ def test_an_admitted_request_has_its_entry_and_a_refused_one_has_none(
     assert decisions[2].states[0].used == 2
 
 
-def test_without_a_journal_nothing_is_written(engine: RedisAdmissionEngine, scope: str, stream: str, run: Run) -> None:
+@redis_engine_only
+def test_without_a_journal_nothing_is_written(engine: AdmissionEngine, scope: str, stream: str, run: Run) -> None:
     decision = run(engine.admit(scope=scope, limits=TWO_PER_MINUTE, cost=1, now_ms=T0))
     assert decision.admitted and not decision.journaled
     assert entries(stream) == []
