@@ -197,10 +197,18 @@ def main() -> None:
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench"),
     )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
+        help="a Redis database of the benchmark's own: it is emptied first, so earlier runs' usage stream and "
+        "counters do not weigh on this one",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
+    import redis
+
+    redis.Redis.from_url(args.redis_url).flushdb()
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {args.database_url.rsplit('/', 1)[1]}"],
         capture_output=True,

