@@ -18,6 +18,8 @@ from apikeys import selectors, services
 from apikeys.errors import ApiKeyError
 from apikeys.forms import KeyCreateForm, KeyRotateForm, KeySettingsForm
 from apikeys.models import ApiKey
+from billing.selectors import NoDefaultPlan, plan_snapshot_for_organization
+from routing.selectors import model_aliases_listed
 
 
 def _key_or_404(membership: Membership, key_id: int) -> ApiKey:
@@ -39,6 +41,19 @@ def _list_context(
     }
 
 
+def _example_model(organization_id: int, key_models: list[str]) -> str:
+    """A model the new key may call, so the snippets beside it work as pasted: the key's own list first, else the
+    first the organization's plan allows."""
+    if key_models:
+        return key_models[0]
+    try:
+        plan = plan_snapshot_for_organization(organization_id=organization_id)
+    except NoDefaultPlan:
+        return "gpt-oss-20b"
+    allowed = [alias.alias for alias in model_aliases_listed() if plan.allows(alias.alias)]
+    return allowed[0] if allowed else "gpt-oss-20b"
+
+
 def _secret_panel(
     request: AuthedRequest, membership: Membership, issued: services.IssuedKey, rotated: bool
 ) -> HttpResponse:
@@ -48,6 +63,7 @@ def _secret_panel(
         "issued": issued,
         "rotated": rotated,
         "base_url": settings.PORTAL_BASE_URL,
+        "example_model": _example_model(membership.organization_id, issued.key.allowed_models),
     }
     template = "apikeys/secret.html#panel" if request.htmx else "apikeys/secret.html"  # type: ignore[attr-defined]
     response = render(request, template, context)

@@ -37,6 +37,22 @@ def test_creating_a_key_shows_the_secret_once_with_snippets(org: Organization, o
     assert key.masked in listing
 
 
+def test_the_new_key_snippets_name_a_model_the_plan_allows(org: Organization, owner: User) -> None:
+    from routing.models import ModelAlias, RouterPool
+    from tests.billing.factories import PlanFactory, SubscriptionFactory
+
+    pool = RouterPool.objects.create(slug="gemma4", name="Gemma")
+    ModelAlias.objects.create(alias="aaa-not-in-plan", pool=pool)
+    gemma = ModelAlias.objects.create(alias="gemma-4-26b", pool=pool)
+    SubscriptionFactory(organization=org, plan=PlanFactory(models=[gemma]))
+
+    html = as_user(verified(owner)).post("/orgs/acme/keys/", {"name": "bot", "scopes": ["inference"]}).content.decode()
+
+    assert '"model": "gemma-4-26b"' in html  # curl
+    assert 'model="gemma-4-26b"' in html  # OpenAI SDK
+    assert "gpt-oss-20b" not in html and "aaa-not-in-plan" not in html
+
+
 def test_members_see_keys_but_cannot_change_them(org: Organization, owner: User, member: User) -> None:
     key, _ = issue_key(org, verified(owner), name="shared")
     client = as_user(verified(member))
