@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -46,12 +47,7 @@ def async_redis() -> aioredis.Redis | None:
     url = redis_url()
     if url is None:
         return None
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = aioredis.Redis.from_url(url, **_OPTIONS)
-        _async_clients[loop] = client
-    return client
+    return _for_this_loop(_async_clients, lambda: aioredis.Redis.from_url(url, **_OPTIONS))
 
 
 def hot_redis() -> PipelinedRedis | None:
@@ -60,13 +56,19 @@ def hot_redis() -> PipelinedRedis | None:
     url = redis_url()
     if url is None:
         return None
-    loop = asyncio.get_running_loop()
-    client = _hot_clients.get(loop)
-    if client is None:
-        client = PipelinedRedis(
+    return _for_this_loop(
+        _hot_clients,
+        lambda: PipelinedRedis(
             url, connect_timeout=_OPTIONS["socket_connect_timeout"], timeout=_OPTIONS["socket_timeout"]
-        )
-        _hot_clients[loop] = client
+        ),
+    )
+
+
+def _for_this_loop[C](clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C], make: Callable[[], C]) -> C:
+    loop = asyncio.get_running_loop()
+    client = clients.get(loop)
+    if client is None:
+        client = clients[loop] = make()
     return client
 
 

@@ -84,6 +84,14 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
+def session_database_url() -> str:
+    """This test session's database as a URL, for the servers and commands the tests start in other processes."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 class Sandbox:
     """A sandbox router running in its own process, with helpers to change its faults."""
 
@@ -179,3 +187,16 @@ def outsider(db):  # type: ignore[no-untyped-def]
     return MembershipFactory(
         organization=other, user=UserFactory(email="outsider@example.com", name="Otto Outsider"), role=Role.OWNER
     ).user
+
+
+@pytest.fixture
+def counters(org):  # type: ignore[no-untyped-def]
+    """The organization's admission counters, empty at the start and dropped at the end (other tests' orgs share
+    ids)."""
+    from billing.admission import get_engine
+    from billing.allowances import scope_for
+
+    scope = scope_for(org.pk)
+    get_engine().reset_sync(scope=scope)
+    yield scope
+    get_engine().reset_sync(scope=scope)

@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from tests.conftest import ROOT, SANDBOX_KEY, free_port, stop_process, wait_until_listening
+from tests.conftest import ROOT, SANDBOX_KEY, free_port, session_database_url, stop_process, wait_until_listening
 from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, make_catalog
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,11 +86,9 @@ class PortalProcess:
     """`uvicorn portal.asgi:application` on a free port; its console (where mail goes) is kept in a file."""
 
     def __init__(self) -> None:
-        db = settings.DATABASES["default"]
-        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
         env = {
             **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}",
+            "DATABASE_URL": session_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             ROUTER_KEY_ENV: SANDBOX_KEY,
             "PORTAL_BASE_URL": settings.PORTAL_BASE_URL,  # the snippets the tests compare with

@@ -17,7 +17,7 @@ from django.conf import settings
 from schemathesis.config import SchemathesisConfig
 
 from accounts.models import Organization, User
-from tests.conftest import SANDBOX_KEY, Sandbox, free_port, start_logged_process, stop_process
+from tests.conftest import SANDBOX_KEY, Sandbox, free_port, session_database_url, start_logged_process, stop_process
 from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, make_catalog
 
 
@@ -33,9 +33,8 @@ def contract_config(max_examples: int) -> SchemathesisConfig:
 def live_server_url(
     django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    db = settings.DATABASES["default"]
     env = {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": session_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         ROUTER_KEY_ENV: SANDBOX_KEY,
         # The auth checks send many bad keys from 127.0.0.1; the key-scan limit would (rightly) answer them 429

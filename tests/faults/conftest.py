@@ -20,7 +20,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.conftest import ROOT, SANDBOX_KEY, free_port, wait_until_listening
+from tests.conftest import ROOT, SANDBOX_KEY, free_port, session_database_url, wait_until_listening
 from tests.faults.servers import PrivateRedis
 from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog
 
@@ -42,10 +42,7 @@ OUTCOME_FOR_CODE = {
 REFUNDED_OUTCOMES = {"routing_error", "backend_error", "backend_timeout"}
 
 
-def shared_database_url() -> str:
-    """The URL of this test session's database (on the shared server), for subprocesses."""
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+shared_database_url = session_database_url  # this test session's database on the shared server
 
 
 class Proc:

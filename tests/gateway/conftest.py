@@ -23,7 +23,7 @@ from billing.models import Plan
 from portal.invalidation import publish
 from portal.redis import sync_redis
 from routing.models import ModelAlias, Protocol, RouterPool, RouterTarget
-from tests.conftest import SANDBOX_KEY, Sandbox, free_port, start_process, stop_process
+from tests.conftest import SANDBOX_KEY, Sandbox, free_port, session_database_url, start_process, stop_process
 from tests.factories import issue_key, verified
 
 ROUTER_KEY_ENV = "TEST_ROUTER_KEY"
@@ -199,10 +199,8 @@ class GatewayWorkers:
     """Gateway worker processes (uvicorn, one process each) sharing this test's database and Redis."""
 
     def __init__(self, count: int, extra_env: dict[str, str] | None = None) -> None:
-        db = settings.DATABASES["default"]
-        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
         env = {
-            "DATABASE_URL": f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}",
+            "DATABASE_URL": session_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             ROUTER_KEY_ENV: SANDBOX_KEY,
             **(extra_env or {}),

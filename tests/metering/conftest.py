@@ -12,8 +12,6 @@ import redis
 from django.conf import settings
 
 from accounts.models import Organization, User
-from billing.admission import get_engine
-from billing.allowances import scope_for
 from billing.models import Plan
 from portal.redis import reset_clients, sync_redis
 from tests.factories import issue_key, verified
@@ -67,12 +65,3 @@ def stream() -> Iterator[Stream]:
     names = Stream(client, f"metering-test:{tag}:events", "metering", f"metering-test:{tag}:dead")
     yield names
     client.delete(names.name, names.dead)
-
-
-@pytest.fixture
-def counters(org: Organization) -> Iterator[str]:
-    """Acme's admission counters, empty at the start and dropped at the end (other tests' orgs share ids)."""
-    scope = scope_for(org.pk)
-    get_engine().reset_sync(scope=scope)
-    yield scope
-    get_engine().reset_sync(scope=scope)

@@ -3,15 +3,12 @@ written the way the drain writes them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from accounts.models import Organization, User
-from billing.admission import get_engine
-from billing.allowances import scope_for
 from billing.models import Plan
 from metering.counters import allowance_rebuild
 from metering.ingest import usage_events_write
@@ -44,15 +41,6 @@ def plan(alias: ModelAlias) -> Plan:
 def key(org: Organization, owner: User, plan: Plan) -> Any:
     api_key, _ = issue_key(org, verified(owner), name="ci key")
     return api_key
-
-
-@pytest.fixture
-def counters(org: Organization) -> Iterator[str]:
-    """Acme's admission counters, empty at the start and dropped at the end (other tests' orgs share ids)."""
-    scope = scope_for(org.pk)
-    get_engine().reset_sync(scope=scope)
-    yield scope
-    get_engine().reset_sync(scope=scope)
 
 
 def record(org: Organization, key: Any, *, ok: int = 0, refused: int = 0, failed: int = 0, **fields: Any) -> None:

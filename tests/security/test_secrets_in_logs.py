@@ -20,7 +20,7 @@ from django.conf import settings
 
 from accounts.models import Organization, User
 from apikeys.keyformat import generate_key
-from tests.conftest import ROOT, Sandbox, free_port, start_logged_process, stop_process
+from tests.conftest import ROOT, Sandbox, free_port, session_database_url, start_logged_process, stop_process
 from tests.factories import TEST_PASSWORD
 from tests.gateway.conftest import ROUTER_KEY_ENV, Catalog, make_catalog
 
@@ -31,9 +31,7 @@ SECRET_KEY = "sk-" + secrets.token_urlsafe(48)
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
 
 
-def database_url() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+database_url = session_database_url
 
 
 def server_env() -> dict[str, str]:
