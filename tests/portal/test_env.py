@@ -63,12 +63,12 @@ def test_env_url_requires_a_scheme_and_host() -> None:
         env_url("PORTAL_BASE_URL", "http://x", environ={"PORTAL_BASE_URL": "portal.example"})
 
 
-def session_database_url_defaults_to_a_sqlite_file() -> None:
+def test_database_url_defaults_to_a_sqlite_file() -> None:
     config = env_database("DATABASE_URL", "sqlite:///portal.sqlite3", environ={})
     assert config == {"ENGINE": "django.db.backends.sqlite3", "NAME": "portal.sqlite3"}
 
 
-def session_database_url_reads_postgres_parts_and_options() -> None:
+def test_database_url_reads_postgres_parts_and_options() -> None:
     config = parse_database_url("DATABASE_URL", "postgres://app:s%40cret@db.internal:6543/portal?sslmode=require")
     django = config.as_django()
     assert django["ENGINE"] == "django.db.backends.postgresql"
@@ -87,7 +87,7 @@ def session_database_url_reads_postgres_parts_and_options() -> None:
         "postgres://h:port/db",
     ],
 )
-def session_database_url_refuses_what_it_cannot_use(url: str) -> None:
+def test_database_url_refuses_what_it_cannot_use(url: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
         parse_database_url("DATABASE_URL", url)
 
