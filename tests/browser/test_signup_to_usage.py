@@ -114,8 +114,9 @@ def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
     row = page.locator(f"tr[data-request-id='{ok_id}']")
     assert "OK" in row.inner_text() and "200" in row.inner_text()
     row.get_by_role("link", name=ok_id).click()
-    steps = page.locator(".lifecycle li.step-done strong").all_inner_texts()
-    assert steps == ["Accepted", "Forwarded", "Completed", "Recorded"]
+    # The click navigates: wait for the detail page rather than reading the list page that is still shown.
+    steps = page.locator(".lifecycle li.step-done strong")
+    expect(steps).to_have_text(["Accepted", "Forwarded", "Completed", "Recorded"], timeout=10_000)
 
     # Dashboard: the key is gone from the active count; the quick start names this portal's URL and the plan's model.
     page.goto(f"{base}/orgs/{slug}/dashboard/")
