@@ -14,12 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from django.conf import settings
 
 from gateway.errors import CATALOGUE, error_body
-from gateway.upstream import request_timeout
+from gateway.upstream import Response, UpstreamBroken, UpstreamConnectError, request_timeouts
 from routing.adapters import AdapterError, StreamEvent, UpstreamError, UpstreamRequest, build_upstream_request
 from routing.adapters.base import Kind
 from routing.selection import pick_target
@@ -152,61 +151,73 @@ class Forwarder:
         headers: list[Header],
         on_forwarded: Callable[[Exchange], None],
     ) -> None:
-        session = self.gw.upstream.session
-        async with session.request(
-            upstream.method,
-            self.gw.upstream.url(upstream.url),
-            headers=dict(upstream.headers),
-            data=upstream.content(),
-            timeout=request_timeout(),
-        ) as response:
-            exchange.forwarded_at_ms = int(time.time() * 1000)
-            exchange.status = response.status
-            on_forwarded(exchange)
-            translator = upstream.translator()
-            if response.status >= 400:
-                raw = await response.read()
-                exchange.detail = f"upstream status {response.status} ({len(raw)} bytes)"
-                if response.status in (400, 413, 422):
-                    # The backend found the request itself invalid: the client's to fix, and it counts.
-                    await self.gw.availability.record(route, target.id, failed=False)
-                    exchange.outcome, exchange.error_code = "client_error", "invalid_request"
-                    return
-                # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
-                await self.gw.availability.record(route, target.id, failed=True)
-                exchange.outcome = "backend_error"
-                return
-            if not upstream.stream:
-                raw = await response.read()
-                try:
-                    mapped = translator.map_body(raw)
-                except UpstreamError as error:
-                    await self.gw.availability.record(route, target.id, failed=True)
-                    exchange.outcome, exchange.detail = "backend_error", _loggable(str(error))
-                    return
+        response = await self.gw.upstream.send(
+            upstream.method, upstream.url, upstream.headers, upstream.content(), request_timeouts()
+        )
+        try:
+            await self._answer(response, upstream, target, route, exchange, send, receive, headers, on_forwarded)
+        finally:
+            response.release()
+
+    async def _answer(
+        self,
+        response: Response,
+        upstream: UpstreamRequest,
+        target: TargetEntry,
+        route: AliasRoute,
+        exchange: Exchange,
+        send: Send,
+        receive: Receive,
+        headers: list[Header],
+        on_forwarded: Callable[[Exchange], None],
+    ) -> None:
+        exchange.forwarded_at_ms = int(time.time() * 1000)
+        exchange.status = response.status
+        on_forwarded(exchange)
+        translator = upstream.translator()
+        if response.status >= 400:
+            raw = await response.read()
+            exchange.detail = f"upstream status {response.status} ({len(raw)} bytes)"
+            if response.status in (400, 413, 422):
+                # The backend found the request itself invalid: the client's to fix, and it counts.
                 await self.gw.availability.record(route, target.id, failed=False)
-                _take_usage(exchange, translator.usage)
-                payload = _dumps(mapped)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()),
-                            *headers,
-                        ],
-                    }
-                )
-                exchange.headers_sent = True
-                await send({"type": "http.response.body", "body": payload})
-                exchange.outcome, exchange.status = "ok", 200
+                exchange.outcome, exchange.error_code = "client_error", "invalid_request"
                 return
-            await self._relay_stream(response, translator, route, target, exchange, send, receive, headers)
+            # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
+            await self.gw.availability.record(route, target.id, failed=True)
+            exchange.outcome = "backend_error"
+            return
+        if not upstream.stream:
+            raw = await response.read()
+            try:
+                mapped = translator.map_body(raw)
+            except UpstreamError as error:
+                await self.gw.availability.record(route, target.id, failed=True)
+                exchange.outcome, exchange.detail = "backend_error", _loggable(str(error))
+                return
+            await self.gw.availability.record(route, target.id, failed=False)
+            _take_usage(exchange, translator.usage)
+            payload = _dumps(mapped)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                        *headers,
+                    ],
+                }
+            )
+            exchange.headers_sent = True
+            await send({"type": "http.response.body", "body": payload})
+            exchange.outcome, exchange.status = "ok", 200
+            return
+        await self._relay_stream(response, translator, route, target, exchange, send, receive, headers)
 
     async def _relay_stream(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         translator: Any,
         route: AliasRoute,
         target: TargetEntry,
@@ -230,7 +241,7 @@ class Forwarder:
         exchange.headers_sent = True
         exchange.status = 200
         disconnect = asyncio.ensure_future(_wait_disconnect(receive))
-        reader = asyncio.ensure_future(response.content.readany())
+        reader = asyncio.ensure_future(response.read_chunk())
         try:
             while True:
                 done, _ = await asyncio.wait({reader, disconnect}, return_when=asyncio.FIRST_COMPLETED)
@@ -249,14 +260,14 @@ class Forwarder:
                     exchange.chunks += event.kind == "chunk"
                 if translator.ended or not chunk:
                     break
-                reader = asyncio.ensure_future(response.content.readany())
+                reader = asyncio.ensure_future(response.read_chunk())
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             await self.gw.availability.record(route, target.id, failed=False)
             exchange.outcome = "ok"
         except ClientLeft:
             exchange.outcome = "client_cancelled"
             response.close()  # closing the upstream connection cancels the request there
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except (UpstreamBroken, TimeoutError) as error:
             exchange.outcome = "backend_timeout" if isinstance(error, TimeoutError) else "backend_error"
             exchange.detail = f"stream broke: {type(error).__name__}"
             await self.gw.availability.record(route, target.id, failed=True)
@@ -282,11 +293,11 @@ async def _send_chunk(send: Send, body: bytes) -> None:
 
 def _classify(error: BaseException) -> str:
     """connect: never reached the target (safe to retry elsewhere); timeout; broken: failed after sending; bug."""
-    if isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+    if isinstance(error, UpstreamConnectError):
         return "connect"
     if isinstance(error, TimeoutError):
         return "timeout"
-    if isinstance(error, aiohttp.ClientError):
+    if isinstance(error, UpstreamBroken):
         return "broken"
     return "bug"
 

@@ -1,69 +1,394 @@
-"""The gateway's one upstream HTTP client per worker (aiohttp: see DESIGN.md "Measured facts").
+"""The gateway's one upstream HTTP/1.1 client per worker: keep-alive connections per target origin, each request
+written in one `write`, answers parsed by httptools (the parser uvicorn uses for the client side).
 
-Explicit pool limits and timeouts from settings: connect (nothing sent yet: safe to retry elsewhere), first byte /
-between reads (`sock_read`), and a total budget for the whole exchange.
+Why not aiohttp (see DESIGN.md "Measured facts": pick the client by measurement): profiles of the gateway under load
+put a third of its CPU per request in aiohttp's client, for features this hop never uses (cookies, redirects,
+proxies, multipart, tracing). This client does what the hop needs and nothing else; README "Measured performance"
+has the figures before and after.
+
+Explicit pool limits and timeouts from settings, looked up per request so a changed setting applies without a
+restart: connect (nothing was sent yet: safe to retry elsewhere, raised as `UpstreamConnectError`), first byte and
+each later read, and a total budget for the whole exchange (both raised as `TimeoutError`). A connection that breaks
+after the request was written raises `UpstreamBroken`: the target may have acted on it, so it is never resent.
 """
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
+import collections
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
 from django.conf import settings
-from yarl import URL
+
+_PAUSE_AT = 256 * 1024  # buffered answer bytes at which reading from the target pauses until the relay catches up
 
 
-class UpstreamClient:
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, URL] = {}
-
-    def url(self, text: str) -> URL:
-        """Target URLs parsed once: a target's URL does not change per request, and aiohttp would parse it each time."""
-        url = self._urls.get(text)
-        if url is None:
-            if len(self._urls) > 10_000:  # bounded: targets come and go with the catalog
-                self._urls.clear()
-            url = self._urls[text] = URL(text)
-        return url
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=settings.GATEWAY_UPSTREAM_POOL_SIZE,
-                limit_per_host=settings.GATEWAY_UPSTREAM_POOL_SIZE,
-                ttl_dns_cache=300,
-                keepalive_timeout=settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-                raise_for_status=False,
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+class UpstreamClientError(Exception):
+    """Base of the client's own failures."""
 
 
-_timeouts: dict[tuple[float, float, float], aiohttp.ClientTimeout] = {}
+class UpstreamConnectError(UpstreamClientError):
+    """The target could not be reached; nothing was sent."""
 
 
-def request_timeout() -> aiohttp.ClientTimeout:
-    """Looked up per request, so a changed setting applies without a restart (and made once per distinct value:
-    building one showed in profiles). `sock_connect` bounds reaching the target (nothing sent yet: safe to retry
-    elsewhere); `sock_read` the wait for the first byte and for each later read; `total` the whole exchange,
-    streamed answers included."""
-    values = (
+class UpstreamBroken(UpstreamClientError):
+    """The connection failed or the answer was malformed after the request was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    read: float  # the first byte, and each later read
+    total: float
+
+
+def request_timeouts() -> Timeouts:
+    return Timeouts(
         float(settings.GATEWAY_CONNECT_TIMEOUT),
         float(settings.GATEWAY_FIRST_BYTE_TIMEOUT),
         float(settings.GATEWAY_TOTAL_TIMEOUT),
     )
-    timeout = _timeouts.get(values)
-    if timeout is None:
-        timeout = _timeouts[values] = aiohttp.ClientTimeout(
-            total=values[2], sock_connect=values[0], sock_read=values[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A URL split once: a target's URL does not change per request."""
+
+    origin: tuple[str, str, int]
+    host_header: str
+    path: str
+
+
+class _Origin:
+    """The connections to one scheme/host/port: idle ones (most recently used last) and a count of all open."""
+
+    __slots__ = ("idle", "open", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: collections.deque[_Connection] = collections.deque()
+        self.open = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection and the state of the exchange on it (one at a time: no pipelining)."""
+
+    def __init__(self, client: UpstreamClient, origin: _Origin) -> None:
+        self.client = client
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.lost = False
+        self.busy = False
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers_done = False
+        self.complete = False
+        self.until_close = False  # no length and not chunked: the body ends when the target closes
+        self.framed = False
+        self.keep_alive = False
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.paused = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
+        self.origin.open += 1
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:  # bytes nobody asked for: the connection cannot be trusted with another request
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(UpstreamBroken("malformed answer from the target"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.origin.open -= 1
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.origin.wake_one()
+        if not self.busy or self.complete:
+            return
+        if self.headers_done and self.until_close:
+            self.complete = True
+            self._wake()
+        else:
+            self._fail(UpstreamBroken("the target closed the connection mid-answer"))
+
+    # -- httptools callbacks ------------------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+        self.until_close = not self.framed and self.status >= 200 and self.status not in (204, 304)
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered >= _PAUSE_AT and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # read now: the parser resets once this returns
+        self._wake()
+
+    # -- the exchange -------------------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def _time_out(self) -> None:
+        self._fail(TimeoutError("the target did not answer in time"))
+        self.close()
+
+    async def wait(self, deadline: float) -> None:
+        """Until the parser reports progress, the connection breaks, or `deadline` (loop time) passes."""
+        if self.error is not None:
+            raise self.error
+        loop = self.client.loop
+        self.waiter = waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._time_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+    def take(self) -> bytes:
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
+
+    def close(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.close()
+
+    def expire(self) -> None:
+        """The idle timer: closed after GATEWAY_UPSTREAM_KEEPALIVE_SECONDS unused, before the target closes it."""
+        self.idle_timer = None
+        if not self.busy:
+            self.close()
+
+
+class Response:
+    """An answer whose status line and headers have arrived; the body is read with `read()` or, streamed,
+    `read_chunk()`. `release()` must follow, always: it returns the connection to the pool or closes it."""
+
+    __slots__ = ("_conn", "_read_timeout", "_total_deadline", "status")
+
+    def __init__(self, conn: _Connection, read_timeout: float, total_deadline: float) -> None:
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self._total_deadline = total_deadline
+        self.status = conn.status
+
+    def _deadline(self) -> float:
+        return min(self._conn.client.loop.time() + self._read_timeout, self._total_deadline)
+
+    async def read(self) -> bytes:
+        """The whole body (taken as it arrives, so reading never pauses for a large one)."""
+        conn = self._conn
+        parts: list[bytes] = []
+        while True:
+            if conn.chunks:
+                parts.append(conn.take())
+            if conn.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            await conn.wait(self._deadline())
+
+    async def read_chunk(self) -> bytes:
+        """The bytes that have arrived since the last call, waiting for some if none have; b"" at the end."""
+        conn = self._conn
+        while not conn.chunks and not conn.complete:
+            await conn.wait(self._deadline())
+        return conn.take() if conn.chunks else b""
+
+    def release(self) -> None:
+        conn = self._conn
+        conn.client._release(conn)
+
+    def close(self) -> None:
+        """Drop the connection now (the client left): closing it cancels the request at the target."""
+        conn = self._conn
+        conn.close()
+        conn.client._release(conn)
+
+
+class UpstreamClient:
+    def __init__(self) -> None:
+        self._origins: dict[tuple[str, str, int], _Origin] = {}
+        self._targets: dict[str, _Target] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise UpstreamConnectError("the target URL is not an http(s) URL")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            if len(self._targets) > 10_000:  # bounded: targets come and go with the catalog
+                self._targets.clear()
+            target = self._targets[url] = _Target((parts.scheme, parts.hostname, port), parts.netloc, path)
+        return target
+
+    async def send(self, method: str, url: str, headers: Any, body: bytes, timeouts: Timeouts) -> Response:
+        """Write the request and wait for the answer's status and headers."""
+        loop = self.loop
+        started = loop.time()
+        total_deadline = started + timeouts.total
+        target = self._target(url)
+        lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise ValueError(f"header {name!r} holds a line break")  # it would split the request
+            lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\nAccept-Encoding: identity\r\n\r\n")
+        request = "".join(lines).encode("latin-1") + body
+        conn = await self._acquire(target, timeouts.connect, total_deadline)
+        assert conn.transport is not None
+        conn.transport.write(request)
+        try:
+            while not conn.headers_done:
+                await conn.wait(min(loop.time() + timeouts.read, total_deadline))
+        except BaseException:
+            conn.close()
+            self._release(conn)
+            raise
+        return Response(conn, timeouts.read, total_deadline)
+
+    async def _acquire(self, target: _Target, connect_timeout: float, total_deadline: float) -> _Connection:
+        origin = self._origins.get(target.origin)
+        if origin is None:
+            origin = self._origins[target.origin] = _Origin()
+        loop = self.loop
+        while True:
+            while origin.idle:
+                conn = origin.idle.pop()
+                if conn.idle_timer is not None:
+                    conn.idle_timer.cancel()
+                    conn.idle_timer = None
+                if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                    conn._reset()
+                    conn.busy = True
+                    return conn
+            if origin.open < settings.GATEWAY_UPSTREAM_POOL_SIZE:
+                return await self._connect(target, origin, connect_timeout)
+            # Every connection is busy: wait for one to come back, within the exchange's whole budget.
+            waiter = loop.create_future()
+            origin.waiters.append(waiter)
+            timer = loop.call_at(total_deadline, _expire_waiter, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+
+    async def _connect(self, target: _Target, origin: _Origin, connect_timeout: float) -> _Connection:
+        scheme, host, port = target.origin
+        conn = _Connection(self, origin)
+        conn.busy = True
+        origin.open += 1  # counted while connecting, so a burst cannot open more than the pool allows
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await self.loop.create_connection(
+                    lambda: conn,
+                    host,
+                    port,
+                    ssl=self._ssl_context() if scheme == "https" else None,
+                    server_hostname=host if scheme == "https" else None,
+                )
+        except (OSError, TimeoutError, ssl.SSLError) as error:
+            raise UpstreamConnectError(type(error).__name__) from None
+        finally:
+            origin.open -= 1  # connection_made counted the connection itself, if it was made
+            if conn.transport is None:
+                origin.wake_one()
+        return conn
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    def _release(self, conn: _Connection) -> None:
+        if not conn.busy:
+            return
+        conn.busy = False
+        keep = (
+            not conn.lost
+            and conn.complete
+            and conn.error is None
+            and not conn.chunks
+            and conn.transport is not None
+            and not conn.transport.is_closing()
+            and conn.keep_alive
         )
-    return timeout
+        if not keep:
+            conn.close()
+            return
+        keepalive = float(settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS)
+        if keepalive <= 0:
+            conn.close()
+            return
+        conn.idle_timer = self.loop.call_later(keepalive, conn.expire)
+        conn.origin.idle.append(conn)
+        conn.origin.wake_one()
+
+    async def close(self) -> None:
+        for origin in self._origins.values():
+            while origin.idle:
+                origin.idle.pop().close()
+        self._origins.clear()
+
+
+def _expire_waiter(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no upstream connection came free in time"))
