@@ -7,6 +7,7 @@ Each refusal has its own error code; a refusal never consumes allowance, and a r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -28,7 +29,7 @@ from gateway.bodies import (
     read_body,
 )
 from gateway.errors import CATALOGUE
-from gateway.forward import Exchange, Forwarder
+from gateway.forward import Attempt, Exchange, Forwarder
 from gateway.headers import rate_limit_headers, retry_after_header
 from gateway.keyscan import client_address
 from gateway.responses import Header, Receive, Send, send_error
@@ -170,9 +171,17 @@ class Completion:
         scope = scope_for(self.key.organization_id)
         stream = bool(data.get("stream"))
         accepted = self._accepted(route, "standard", stream)
-        decision = await self.gw.engine.admit(
-            scope=scope, limits=limits, cost=route.weight, now_ms=accepted.at_ms, journal=journal_for(accepted)
+        # Admission's round trip is under way while the first attempt is planned: that work is off the critical path.
+        admission = asyncio.Task(
+            self.gw.engine.admit(
+                scope=scope, limits=limits, cost=route.weight, now_ms=accepted.at_ms, journal=journal_for(accepted)
+            ),
+            loop=asyncio.get_running_loop(),
+            eager_start=True,
         )
+        forwarder = Forwarder(self.gw)
+        planned = forwarder.plan_early(body=data, kind=self.kind, route=route, request_id=self.request_id)
+        decision = await admission
         allowance_class = "standard"
         served = route
         if not decision.admitted and decision.refused_by not in (KEY_RATE, UNAVAILABLE) and self.plan.degrades:
@@ -188,7 +197,7 @@ class Completion:
                     now_ms=accepted.at_ms,
                     journal=journal_for(accepted),
                 )
-                served, allowance_class = degraded, "degraded"
+                served, allowance_class, planned = degraded, "degraded", None
         self.gw.metrics.admission[(allowance_class if decision.admitted else decision.refused_by) or "refused"] += 1
         now_ms = _now_ms()
         limit_headers = rate_limit_headers(decision.states, now_ms)
@@ -200,7 +209,7 @@ class Completion:
         extra = [*limit_headers, (b"x-request-id", self.request_id.encode())]
         if served is not route:
             extra.append((b"x-portal-served-model", served.alias.encode()))
-        await self._forward(data, served, limits, decision, extra, allowance_class)
+        await self._forward(forwarder, planned, data, served, limits, decision, extra, allowance_class)
 
     def _accepted(self, route: AliasRoute, allowance_class: str, stream: bool) -> LifecycleEvent:
         """The `accepted` event, made before admission so the engine can write it in the same atomic step; its
@@ -255,6 +264,8 @@ class Completion:
 
     async def _forward(
         self,
+        forwarder: Forwarder,
+        planned: Attempt | None,
         data: dict[str, Any],
         route: AliasRoute,
         limits: list[Limit],
@@ -265,7 +276,7 @@ class Completion:
         def forwarded(exchange: Exchange) -> None:
             self.gw.usage.record_later(self._event("forwarded", served_model=route.alias, target_id=exchange.target_id))
 
-        exchange = await Forwarder(self.gw).run(
+        exchange = await forwarder.run(
             body=data,
             kind=self.kind,
             route=route,
@@ -274,6 +285,7 @@ class Completion:
             receive=self.receive,
             headers=headers,
             on_forwarded=forwarded,
+            planned=planned,
         )
         assert self.key is not None
         # Routing and backend failures are never billed; if the counters cannot be given back now, the ledger still

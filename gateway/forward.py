@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,52 @@ class Exchange:
         return self.outcome in ("routing_error", "backend_error", "backend_timeout")
 
 
+@dataclass(slots=True)
+class Attempt:
+    """Where one attempt goes and what it sends; `target` None: no healthy target is left; `upstream` None: the
+    body cannot be put in this target's protocol (`problem` says why, for the client)."""
+
+    target: TargetEntry | None
+    upstream: UpstreamRequest | None = None
+    content: bytes = b""
+    problem: str = ""
+
+
 class Forwarder:
     def __init__(self, gateway: Any) -> None:
         self.gw = gateway
+
+    def plan_early(self, *, body: dict[str, Any], kind: Kind, route: AliasRoute, request_id: str) -> Attempt | None:
+        """The first attempt, planned while admission is still being decided (its round trip would otherwise be idle
+        time), or None to plan it after: only from the cached all-healthy view of the pool, so a refused request
+        never takes a recovering target's one trial."""
+        availability = self.gw.availability.fresh(route)
+        return None if availability is None else self._plan(body, kind, route, request_id, availability, ())
+
+    def _plan(
+        self,
+        body: dict[str, Any],
+        kind: Kind,
+        route: AliasRoute,
+        request_id: str,
+        availability: Collection[int],
+        exclude: Collection[int],
+    ) -> Attempt:
+        target = pick_target(route.targets, available=availability, in_flight=self.gw.in_flight, exclude=exclude)
+        if target is None:
+            return Attempt(None)
+        try:
+            upstream = build_upstream_request(
+                body=body,
+                kind=kind,
+                alias=route,
+                target=target,
+                request_id=request_id,
+                timeout_seconds=int(settings.GATEWAY_TOTAL_TIMEOUT),
+            )
+        except AdapterError as error:
+            return Attempt(target, problem=str(error))
+        return Attempt(target, upstream, upstream.content())
 
     async def run(
         self,
@@ -68,38 +111,32 @@ class Forwarder:
         receive: Receive,
         headers: list[Header],
         on_forwarded: Callable[[Exchange], None],
+        planned: Attempt | None = None,
     ) -> Exchange:
         exchange = Exchange()
-        availability = await self.gw.availability.available(route)
-        timeout_seconds = int(settings.GATEWAY_TOTAL_TIMEOUT)
         for attempt in range(2):
-            target = pick_target(
-                route.targets, available=availability, in_flight=self.gw.in_flight, exclude=exchange.tried
-            )
+            if planned is None:
+                availability = await self.gw.availability.available(route)
+                planned = self._plan(body, kind, route, request_id, availability, exchange.tried)
+            plan, planned = planned, None
+            target, upstream = plan.target, plan.upstream
             if target is None:
                 exchange.outcome, exchange.error_code = "routing_error", "no_healthy_backend"
                 await _send_error(send, exchange, request_id, headers)
                 return exchange
             exchange.tried.append(target.id)
             exchange.target_id = target.id
-            try:
-                upstream = build_upstream_request(
-                    body=body,
-                    kind=kind,
-                    alias=route,
-                    target=target,
-                    request_id=request_id,
-                    timeout_seconds=timeout_seconds,
-                )
-            except AdapterError as error:
+            if upstream is None:
                 exchange.outcome, exchange.error_code = "client_error", "invalid_request"
-                exchange.detail = str(error)
-                await _send_error(send, exchange, request_id, headers, message=str(error))
+                exchange.detail = plan.problem
+                await _send_error(send, exchange, request_id, headers, message=plan.problem)
                 return exchange
             try:
                 self.gw.in_flight.acquire(target.id)
                 try:
-                    await self._exchange(upstream, target, route, exchange, send, receive, headers, on_forwarded)
+                    await self._exchange(
+                        upstream, plan.content, target, route, exchange, send, receive, headers, on_forwarded
+                    )
                 finally:
                     self.gw.in_flight.release(target.id)
             except asyncio.CancelledError:
@@ -108,7 +145,6 @@ class Forwarder:
                 failure = _classify(error)
                 await self.gw.availability.record(route, target.id, failed=True)
                 if failure == "connect" and attempt == 0 and not exchange.headers_sent:
-                    availability = await self.gw.availability.available(route)
                     continue  # nothing reached the target: the one retry, on another target
                 exchange.outcome = {"connect": "routing_error", "timeout": "backend_timeout"}.get(
                     failure, "backend_error"
@@ -143,6 +179,7 @@ class Forwarder:
     async def _exchange(
         self,
         upstream: UpstreamRequest,
+        content: bytes,
         target: TargetEntry,
         route: AliasRoute,
         exchange: Exchange,
@@ -152,7 +189,7 @@ class Forwarder:
         on_forwarded: Callable[[Exchange], None],
     ) -> None:
         response = await self.gw.upstream.send(
-            upstream.method, upstream.url, upstream.headers, upstream.content(), request_timeouts()
+            upstream.method, upstream.url, upstream.headers, content, request_timeouts()
         )
         try:
             await self._answer(response, upstream, target, route, exchange, send, receive, headers, on_forwarded)

@@ -86,10 +86,15 @@ class AvailabilityCache:
         self.board = board
         self._fresh: dict[str, tuple[Availability, float]] = {}
 
-    async def available(self, route: AliasRoute) -> Availability:
+    def fresh(self, route: AliasRoute) -> Availability | None:
+        """The cached view, if it is recent and says every target is healthy; None means ask the board."""
         entry = self._fresh.get(route.pool_slug)
-        if entry is not None and entry[1] > time.monotonic():
-            return entry[0]
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
+    async def available(self, route: AliasRoute) -> Availability:
+        cached = self.fresh(route)
+        if cached is not None:
+            return cached
         availability = await self.board.available(route.target_ids)
         if availability.trial is None and len(availability) == len(route.targets):
             self._fresh[route.pool_slug] = (availability, time.monotonic() + AVAILABILITY_TTL_SECONDS)

@@ -118,9 +118,15 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             raise rexc.ConnectionError("Connection to Redis is closed")
         future = self.loop.create_future()
-        if not self._out:
-            self.loop.call_soon(self._flush)
-        self._out.append(pack(args))
+        if not self._pending and self.transport is not None:
+            # Nothing in flight, so nothing is likely to join this command in this loop turn: it goes out now, and
+            # the caller's work until its next await overlaps the round trip. Under load commands are in flight and
+            # those of one turn share a write at its end.
+            self.transport.write(pack(args))
+        else:
+            if not self._out:
+                self.loop.call_soon(self._flush)
+            self._out.append(pack(args))
         self._pending.append((future, time.monotonic()))
         if self._watchdog is None:
             self._watchdog = self.loop.call_later(self.timeout, self._check_deadline)

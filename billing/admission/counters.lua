@@ -120,10 +120,15 @@ if mode == 'admit' or journal then
     for i, c in ipairs(counters) do
       local key, label_s, label = KEYS[i], c.label_s, tonumber(c.label_s)
       c.total = c.total + cost
-      if not c.lo or label < c.lo then c.lo, c.lo_s = label, label_s end
-      if not c.hi or label > c.hi then c.hi, c.hi_s = label, label_s end
-      redis.call('HSET', key, 'n', c.total, 'lo', c.lo_s, 'hi', c.hi_s, label_s, c.booked + cost)
-      redis.call('PEXPIRE', key, c.hi + c.window - now + slack)
+      local bounds = false
+      if not c.lo or label < c.lo then c.lo, c.lo_s, bounds = label, label_s, true end
+      if not c.hi or label > c.hi then c.hi, c.hi_s, bounds = label, label_s, true end
+      if bounds then
+        redis.call('HSET', key, 'n', c.total, 'lo', c.lo_s, 'hi', c.hi_s, label_s, c.booked + cost)
+        redis.call('PEXPIRE', key, c.hi + c.window - now + slack)
+      else
+        redis.call('HSET', key, 'n', c.total, label_s, c.booked + cost)
+      end
     end
     if journal then
       redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[#ARGV - 2], '*', ARGV[#ARGV - 1], ARGV[#ARGV])

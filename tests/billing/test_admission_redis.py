@@ -21,6 +21,7 @@ from billing.admission import unavailable as unavailable_module
 from billing.admission.memory_engine import MemoryAdmissionEngine
 from billing.admission.redis_engine import RedisAdmissionEngine
 from billing.admission.types import Limit
+from billing.admission.window import bucket_label, bucket_width, clock_ms, expiry_ms
 from portal.redis import reset_clients, sync_redis
 from tests.billing.conftest import Run
 from tests.billing.test_admission_contract import KEY_RATE, MINUTE, PLAN, SHORT, T0, WEEK, WEEKLY
@@ -107,6 +108,35 @@ def test_an_organizations_counters_share_one_cluster_slot_and_expire_on_their_ow
     weekly_ttl = client.pttl(f"adm:{{org:{scope}}}:org:weekly")
     assert MINUTE <= key_ttl <= MINUTE + MINUTE // 100 + 5_000
     assert WEEK <= weekly_ttl <= WEEK + WEEK // 100 + 5_000
+
+
+def test_a_counter_lives_on_while_units_are_booked_into_newer_buckets(
+    run: Run, engine: RedisAdmissionEngine, scope: str
+) -> None:
+    """On the real clock: a booking into a newer bucket pushes the expiry out; one into the newest bucket again
+    leaves it where it was (the script skips the PEXPIRE then, which would set the same deadline)."""
+    window = 6_000
+    rate = [Limit("key_rate", "key:42:rate", 100, window)]
+    width = bucket_width(window)
+    client = sync_redis()
+    assert client is not None
+    key = f"adm:{{org:{scope}}}:key:42:rate"
+
+    def book() -> tuple[int, int]:
+        now = clock_ms()
+        assert run(engine.admit(scope=scope, limits=rate, cost=1, now_ms=now)).admitted
+        return now, client.pttl(key)
+
+    first_at, first = book()
+    assert first == pytest.approx(expiry_ms(bucket_label(first_at, window), window, first_at), abs=20)
+    time.sleep(3 * width / 1000)
+    later_at, later = book()  # three buckets on: the deadline moved with the newest bucket
+    assert later == pytest.approx(expiry_ms(bucket_label(later_at, window), window, later_at), abs=20)
+    assert later > first - (later_at - first_at) + width
+    same_at, same = book()
+    if bucket_label(same_at, window) == bucket_label(later_at, window):  # not if the clock just crossed a bucket
+        assert same == pytest.approx(later - (same_at - later_at), abs=20)
+    assert run(engine.status(scope=scope, limits=rate, now_ms=clock_ms()))[0].used >= 3
 
 
 # The script cache and lost data
