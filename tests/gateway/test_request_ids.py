@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gateway.request_ids import new_request_id, request_id_time_ms
@@ -13,6 +15,22 @@ def test_request_ids_sort_by_arrival_time() -> None:
 def test_request_ids_are_unique_within_one_millisecond() -> None:
     ids = {new_request_id(now_ms=1_700_000_000_000) for _ in range(10_000)}
     assert len(ids) == 10_000
+
+
+def test_a_forked_worker_does_not_repeat_its_parents_ids() -> None:
+    """Gunicorn forks its workers: ids made in the same millisecond by two of them must still differ."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids go back through the pipe
+        os.write(write, " ".join(new_request_id(now_ms=1) for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    parent = {new_request_id(now_ms=1) for _ in range(100)}
+    assert len(child) == 100
+    assert not child & parent
 
 
 def test_the_arrival_time_can_be_read_back() -> None:
