@@ -6,7 +6,9 @@
 percent from run to run. This measures what the gateway's own code costs: both applications are called directly
 (no HTTP server in front; uvicorn's share is the same for both), against the same sandbox backend over real HTTP,
 the gateway with a real key, Redis and PostgreSQL, and the process's CPU time is divided by the requests served. The
-gateway / floor ratio of these numbers is what bounds the throughput ratio `bench/gateway.py` reports.
+gateway / floor ratio of these numbers is what bounds the throughput ratio `bench/gateway.py` reports. A third case
+runs the floor on the gateway's own upstream client (gateway/upstream.py) instead of aiohttp, so the cost of the
+gateway's checks can be read apart from the choice of HTTP client.
 
 Needs PostgreSQL and Redis on loopback (the same databases as bench/gateway.py, emptied Redis first).
 """
@@ -28,6 +30,33 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import gateway as bench  # noqa: E402  (the floor proxy, the catalog and the servers are shared)
+
+FLOOR_LEAN = '''
+"""The floor proxy with gateway/upstream.py's client in place of aiohttp: what the gateway's checks cost, with the
+HTTP client taken out of the comparison."""
+import os
+from gateway.upstream import UpstreamClient, request_timeouts
+
+UPSTREAM = os.environ["BENCH_UPSTREAM"]
+HEADERS = {"Authorization": "Bearer " + os.environ["BENCH_ROUTER_KEY"], "Content-Type": "application/json"}
+client = UpstreamClient()
+
+async def app(scope, receive, send):
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    response = await client.send("POST", UPSTREAM, HEADERS, body, request_timeouts())
+    try:
+        payload = await response.read()
+    finally:
+        response.release()
+    await send({"type": "http.response.start", "status": response.status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": payload})
+'''
 
 
 def _caller(app: Any, path: str, body: dict[str, object], headers: dict[str, str]) -> Callable[[], Awaitable[None]]:
@@ -103,8 +132,11 @@ def main() -> None:
 
         floor = types.ModuleType("floor_proxy")
         exec(bench.FLOOR_PROXY, floor.__dict__)  # noqa: S102  (the benchmark's own floor proxy source)
+        lean = types.ModuleType("floor_proxy_lean")
+        exec(FLOOR_LEAN, lean.__dict__)  # noqa: S102  (the same floor on the gateway's own upstream client)
         cases = {
             "floor proxy": _caller(floor.app, "/", bench.CORTENSOR, {}),
+            "floor proxy on the gateway's client": _caller(lean.app, "/", bench.CORTENSOR, {}),
             "gateway": _caller(application, "/v1/chat/completions", bench.CHAT, {"Authorization": f"Bearer {secret}"}),
         }
         results: dict[str, list[float]] = {name: [] for name in cases}
@@ -128,8 +160,9 @@ def main() -> None:
     )
     for name, values in results.items():
         print(f"  {name}: " + ", ".join(f"{value:.0f} µs" for value in values))
-    ratios = [floor / gateway for floor, gateway in zip(results["floor proxy"], results["gateway"], strict=True)]
-    print("  floor / gateway CPU per request: " + ", ".join(f"{ratio:.0%}" for ratio in ratios))
+    for floor_name in ("floor proxy", "floor proxy on the gateway's client"):
+        ratios = [floor / gateway for floor, gateway in zip(results[floor_name], results["gateway"], strict=True)]
+        print(f"  {floor_name} / gateway CPU per request: " + ", ".join(f"{ratio:.0%}" for ratio in ratios))
 
 
 if __name__ == "__main__":
