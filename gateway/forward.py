@@ -192,65 +192,51 @@ class Forwarder:
             upstream.method, upstream.url, upstream.headers, content, request_timeouts()
         )
         try:
-            await self._answer(response, upstream, target, route, exchange, send, receive, headers, on_forwarded)
+            exchange.forwarded_at_ms = int(time.time() * 1000)
+            exchange.status = response.status
+            on_forwarded(exchange)
+            translator = upstream.translator()
+            if response.status >= 400:
+                raw = await response.read()
+                exchange.detail = f"upstream status {response.status} ({len(raw)} bytes)"
+                if response.status in (400, 413, 422):
+                    # The backend found the request itself invalid: the client's to fix, and it counts.
+                    await self.gw.availability.record(route, target.id, failed=False)
+                    exchange.outcome, exchange.error_code = "client_error", "invalid_request"
+                    return
+                # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
+                await self.gw.availability.record(route, target.id, failed=True)
+                exchange.outcome = "backend_error"
+                return
+            if not upstream.stream:
+                raw = await response.read()
+                try:
+                    mapped = translator.map_body(raw)
+                except UpstreamError as error:
+                    await self.gw.availability.record(route, target.id, failed=True)
+                    exchange.outcome, exchange.detail = "backend_error", _loggable(str(error))
+                    return
+                await self.gw.availability.record(route, target.id, failed=False)
+                _take_usage(exchange, translator.usage)
+                payload = _dumps(mapped)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()),
+                            *headers,
+                        ],
+                    }
+                )
+                exchange.headers_sent = True
+                await send({"type": "http.response.body", "body": payload})
+                exchange.outcome, exchange.status = "ok", 200
+                return
+            await self._relay_stream(response, translator, route, target, exchange, send, receive, headers)
         finally:
             response.release()
-
-    async def _answer(
-        self,
-        response: Response,
-        upstream: UpstreamRequest,
-        target: TargetEntry,
-        route: AliasRoute,
-        exchange: Exchange,
-        send: Send,
-        receive: Receive,
-        headers: list[Header],
-        on_forwarded: Callable[[Exchange], None],
-    ) -> None:
-        exchange.forwarded_at_ms = int(time.time() * 1000)
-        exchange.status = response.status
-        on_forwarded(exchange)
-        translator = upstream.translator()
-        if response.status >= 400:
-            raw = await response.read()
-            exchange.detail = f"upstream status {response.status} ({len(raw)} bytes)"
-            if response.status in (400, 413, 422):
-                # The backend found the request itself invalid: the client's to fix, and it counts.
-                await self.gw.availability.record(route, target.id, failed=False)
-                exchange.outcome, exchange.error_code = "client_error", "invalid_request"
-                return
-            # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
-            await self.gw.availability.record(route, target.id, failed=True)
-            exchange.outcome = "backend_error"
-            return
-        if not upstream.stream:
-            raw = await response.read()
-            try:
-                mapped = translator.map_body(raw)
-            except UpstreamError as error:
-                await self.gw.availability.record(route, target.id, failed=True)
-                exchange.outcome, exchange.detail = "backend_error", _loggable(str(error))
-                return
-            await self.gw.availability.record(route, target.id, failed=False)
-            _take_usage(exchange, translator.usage)
-            payload = _dumps(mapped)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                        *headers,
-                    ],
-                }
-            )
-            exchange.headers_sent = True
-            await send({"type": "http.response.body", "body": payload})
-            exchange.outcome, exchange.status = "ok", 200
-            return
-        await self._relay_stream(response, translator, route, target, exchange, send, receive, headers)
 
     async def _relay_stream(
         self,
