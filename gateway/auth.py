@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apikeys.keyformat import KeyShape, parse_key
+from apikeys.keyformat import KEY_LENGTH, KeyShape, key_digest, parse_key
 from apikeys.records import KeyRecord
 from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
@@ -45,22 +45,11 @@ async def authenticate(
             "invalid_api_key", "No API key was sent. Send it as 'Authorization: Bearer ctx_live_...'."
         )
     else:
-        parsed = parse_key(key)
-        if parsed.shape is KeyShape.MALFORMED:
-            failure = AuthFailure(
-                "invalid_api_key", "This is not a Cortensor Portal API key; keys start with 'ctx_live_'."
-            )
-        elif parsed.shape is KeyShape.BAD_CHECKSUM:
-            failure = AuthFailure(
-                "invalid_api_key",
-                "This API key has a typo: its checksum does not match. Copy the whole key again.",
-            )
-        elif wait is not None:
-            record = cache.peek(parsed.digest)  # a refused address reaches neither Redis nor the database
-        else:
-            record = await cache.get(parsed.digest)
-            if record is None:
-                failure = AuthFailure("invalid_api_key", "This API key does not exist.")
+        # A key this process holds had its shape and checksum checked when first seen: that look-up comes first.
+        record = cache.peek(key_digest(key)) if len(key) == KEY_LENGTH else None
+        if record is None:
+            found = await _look_up(key, cache, blocked=wait is not None)
+            failure, record = (found, None) if isinstance(found, AuthFailure) else (None, found)
     if wait is None and failure is not None:
         wait = await guard.failed(address)
         if wait is None:
@@ -78,6 +67,22 @@ async def authenticate(
     if state == "expired":
         return AuthFailure("key_expired", record=record)
     return record
+
+
+async def _look_up(key: str, cache: KeyCache, *, blocked: bool) -> KeyRecord | AuthFailure | None:
+    """A key not held in this process: its shape and checksum first (a typo never reaches Redis or the database),
+    then the cache behind the process; a refused address reaches neither (None)."""
+    parsed = parse_key(key)
+    if parsed.shape is KeyShape.MALFORMED:
+        return AuthFailure("invalid_api_key", "This is not a Cortensor Portal API key; keys start with 'ctx_live_'.")
+    if parsed.shape is KeyShape.BAD_CHECKSUM:
+        return AuthFailure(
+            "invalid_api_key", "This API key has a typo: its checksum does not match. Copy the whole key again."
+        )
+    if blocked:
+        return None
+    record = await cache.get(parsed.digest)
+    return AuthFailure("invalid_api_key", "This API key does not exist.") if record is None else record
 
 
 async def send_auth_failure(send: Send, failure: AuthFailure, request_id: str) -> None:

@@ -274,7 +274,11 @@ class Completion:
         allowance_class: str,
     ) -> None:
         def forwarded(exchange: Exchange) -> None:
-            self.gw.usage.record_later(self._event("forwarded", served_model=route.alias, target_id=exchange.target_id))
+            at_ms, target_id = exchange.forwarded_at_ms, exchange.target_id
+            self.gw.usage.record_unless_completed(
+                self.request_id,
+                lambda: self._event("forwarded", at_ms=at_ms, served_model=route.alias, target_id=target_id),
+            )
 
         exchange = await forwarder.run(
             body=data,

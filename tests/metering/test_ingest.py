@@ -213,6 +213,25 @@ def test_a_completed_event_carrying_the_forward_time_stands_in_for_the_forwarded
     assert (in_flight.stage, datetime_to_ms(in_flight.forwarded_at)) == ("forwarded", other_forwarded.at_ms)
 
 
+def test_an_unmade_forwarded_event_is_made_only_for_a_request_still_in_flight(org: Any, key: ApiKey) -> None:
+    from gateway.usage import _without_superseded
+
+    accepted, forwarded, completed = lifecycle(organization_id=org.pk, key_id=key.pk)
+    completed = dataclasses.replace(completed, forwarded_at_ms=forwarded.at_ms)
+    other_accepted, other_forwarded, _ = lifecycle(organization_id=org.pk, key_id=key.pk)
+    made: list[str] = []
+
+    def unmade(event: Any) -> tuple[str, Any]:
+        return (event.request_id, lambda: made.append(event.request_id) or event)
+
+    batch = _without_superseded([accepted, unmade(forwarded), completed, other_accepted, unmade(other_forwarded)])
+    assert [event.stage for event in batch] == ["accepted", "completed", "accepted", "forwarded"]
+    assert made == [other_forwarded.request_id]  # the completed request's was never built
+    usage_events_ingest(events=batch)
+    in_flight = UsageEvent.objects.get(request_id=other_accepted.request_id)
+    assert (in_flight.stage, datetime_to_ms(in_flight.forwarded_at)) == ("forwarded", other_forwarded.at_ms)
+
+
 @pytest.mark.parametrize("refusal_first", [True, False])
 def test_a_refusal_wins_over_an_admission_recorded_for_the_same_request(
     org: Any, key: ApiKey, refusal_first: bool
