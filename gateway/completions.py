@@ -35,10 +35,13 @@ from gateway.keyscan import client_address
 from gateway.responses import Header, Receive, Send, send_error
 from metering.events import LifecycleEvent
 from metering.stream import journal_for
+from portal.settings_cache import SettingsCache
 from routing.adapters.base import Kind
 from routing.table import AliasRoute
 
 log = logging.getLogger(__name__)
+
+_MAX_BODY_BYTES = SettingsCache(lambda: int(settings.GATEWAY_MAX_BODY_BYTES))
 
 
 def _now_ms() -> int:
@@ -116,14 +119,10 @@ class Completion:
         self.key = auth
 
         declared = headers.get(b"content-length")
+        limit = _MAX_BODY_BYTES.get()
         try:
-            raw = await read_body(
-                self.receive,
-                settings.GATEWAY_MAX_BODY_BYTES,
-                int(declared) if declared and declared.isdigit() else None,
-            )
+            raw = await read_body(self.receive, limit, int(declared) if declared and declared.isdigit() else None)
         except BodyTooLarge:
-            limit = settings.GATEWAY_MAX_BODY_BYTES
             await self._refuse(
                 "request_too_large", "client_error", message=f"The request body is larger than {limit} bytes."
             )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from django.conf import settings
 
 from gateway.errors import CATALOGUE, error_body
 from gateway.upstream import Response, UpstreamBroken, UpstreamConnectError, request_timeouts
@@ -94,7 +93,7 @@ class Forwarder:
                 alias=route,
                 target=target,
                 request_id=request_id,
-                timeout_seconds=int(settings.GATEWAY_TOTAL_TIMEOUT),
+                timeout_seconds=int(request_timeouts().total),
             )
         except AdapterError as error:
             return Attempt(target, problem=str(error))
@@ -263,27 +262,40 @@ class Forwarder:
         )
         exchange.headers_sent = True
         exchange.status = 200
+        # One watcher for the whole stream, not a race per chunk: when the client leaves it fails the pending read.
         disconnect = asyncio.ensure_future(_wait_disconnect(receive))
-        reader = asyncio.ensure_future(response.read_chunk())
+
+        def client_left(task: asyncio.Future[None]) -> None:
+            if not task.cancelled():
+                response.cancel(ClientLeft())
+
+        disconnect.add_done_callback(client_left)
         try:
             while True:
-                done, _ = await asyncio.wait({reader, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-                if disconnect in done:
+                chunk = await response.read_chunk()
+                if disconnect.done():
                     raise ClientLeft
-                chunk = reader.result()
                 events = translator.feed(chunk) if chunk else translator.finish()
+                # What one read brought goes on in one write: nothing waits for more, and a burst of small events
+                # does not cost a system call each.
+                out: list[bytes] = []
                 for event in events:
                     if event.kind == "error":
+                        if out:
+                            await _send_chunk(send, b"".join(out))
                         exchange.outcome, exchange.detail = "backend_error", _loggable(event.detail)
                         await self.gw.availability.record(route, target.id, failed=True)
                         await _send_stream_error(send, exchange, "")
                         exchange.error_code = "backend_error"
                         return
-                    await _send_chunk(send, event.sse())
+                    out.append(event.sse())
                     exchange.chunks += event.kind == "chunk"
+                if out:
+                    await _send_chunk(send, out[0] if len(out) == 1 else b"".join(out))
                 if translator.ended or not chunk:
                     break
-                reader = asyncio.ensure_future(response.read_chunk())
+            # The server reports the finished response to the watcher as a disconnect: no longer the client leaving.
+            disconnect.remove_done_callback(client_left)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             await self.gw.availability.record(route, target.id, failed=False)
             exchange.outcome = "ok"
@@ -299,8 +311,6 @@ class Forwarder:
         finally:
             _take_usage(exchange, translator.usage)
             disconnect.cancel()
-            if not reader.done():
-                reader.cancel()
 
 
 class ClientLeft(Exception):

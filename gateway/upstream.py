@@ -6,10 +6,10 @@ put a third of its CPU per request in aiohttp's client, for features this hop ne
 proxies, multipart, tracing). This client does what the hop needs and nothing else; README "Measured performance"
 has the figures before and after.
 
-Explicit pool limits and timeouts from settings, looked up per request so a changed setting applies without a
-restart: connect (nothing was sent yet: safe to retry elsewhere, raised as `UpstreamConnectError`), first byte and
-each later read, and a total budget for the whole exchange (both raised as `TimeoutError`). A connection that breaks
-after the request was written raises `UpstreamBroken`: the target may have acted on it, so it is never resent.
+Explicit pool limits and timeouts from settings (read through portal.settings_cache): connect (nothing was sent
+yet: safe to retry elsewhere, raised as `UpstreamConnectError`), first byte and each later read, and a total budget
+for the whole exchange (both raised as `TimeoutError`). A connection that breaks after the request was written
+raises `UpstreamBroken`: the target may have acted on it, so it is never resent.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import httptools
 from django.conf import settings
+
+from portal.settings_cache import SettingsCache
 
 _PAUSE_AT = 256 * 1024  # buffered answer bytes at which reading from the target pauses until the relay catches up
 
@@ -46,12 +48,18 @@ class Timeouts:
     total: float
 
 
-def request_timeouts() -> Timeouts:
-    return Timeouts(
+_TIMEOUTS = SettingsCache(
+    lambda: Timeouts(
         float(settings.GATEWAY_CONNECT_TIMEOUT),
         float(settings.GATEWAY_FIRST_BYTE_TIMEOUT),
         float(settings.GATEWAY_TOTAL_TIMEOUT),
     )
+)
+_KEEPALIVE_SECONDS = SettingsCache(lambda: float(settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS))
+
+
+def request_timeouts() -> Timeouts:
+    return _TIMEOUTS.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +258,13 @@ class Response:
         conn = self._conn
         conn.client._release(conn)
 
+    def cancel(self, error: BaseException) -> None:
+        """Fail the pending read (and any later one) with `error`, and drop the connection: the reader learns at once
+        that it should stop, and the target that the request is cancelled."""
+        conn = self._conn
+        conn._fail(error)
+        conn.close()
+
     def close(self) -> None:
         """Drop the connection now (the client left): closing it cancels the request at the target."""
         conn = self._conn
@@ -374,7 +389,7 @@ class UpstreamClient:
         if not keep:
             conn.close()
             return
-        keepalive = float(settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS)
+        keepalive = _KEEPALIVE_SECONDS.get()
         if keepalive <= 0:
             conn.close()
             return

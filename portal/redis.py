@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from portal.redis_pipe import PipelinedRedis
+from portal.settings_cache import SettingsCache
 
 _lock = threading.Lock()
 _sync_client: redis.Redis | None = None
@@ -27,9 +28,11 @@ _hot_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PipelinedRedi
 _OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
 
 
+_URL: SettingsCache[str | None] = SettingsCache(lambda: settings.REDIS_URL or None)
+
+
 def redis_url() -> str | None:
-    url: str = settings.REDIS_URL
-    return url or None
+    return _URL.get()
 
 
 def sync_redis() -> redis.Redis | None:

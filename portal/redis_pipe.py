@@ -43,7 +43,8 @@ def pack(args: Sequence[Arg]) -> bytes:
     """One command in RESP, encoded by hiredis in C: a third of the time the same loop takes in Python, and this runs
     for every argument of every hot-path command."""
     try:
-        return hiredis.pack_command(args if type(args) is tuple else tuple(args))
+        # hiredis's stub types the argument as a 1-tuple; any length is accepted.
+        return hiredis.pack_command(args if type(args) is tuple else tuple(args))  # type: ignore[arg-type]
     except TypeError:  # hiredis refuses bools too: sending True where 1 was meant is surely a mistake
         if any(arg is True or arg is False for arg in args):
             raise rexc.DataError("a bool is not a Redis argument; send 0 or 1") from None

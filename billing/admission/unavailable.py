@@ -15,6 +15,7 @@ import redis.exceptions
 from django.conf import settings
 
 from billing.admission.types import ON_UNAVAILABLE_CHOICES, UNAVAILABLE, Decision, Limit, LimitState
+from portal.settings_cache import SettingsCache
 
 log = logging.getLogger("billing.admission")
 
@@ -40,8 +41,11 @@ _last_warning = -_WARN_INTERVAL_S
 _suppressed = 0
 
 
+_POLICY = SettingsCache(lambda: str(settings.ADMISSION_ON_UNAVAILABLE))
+
+
 def resolve_policy(on_unavailable: str | None) -> str:
-    policy = settings.ADMISSION_ON_UNAVAILABLE if on_unavailable is None else on_unavailable
+    policy = _POLICY.get() if on_unavailable is None else on_unavailable
     if policy not in ON_UNAVAILABLE_CHOICES:
         raise ValueError(f"on_unavailable must be one of {ON_UNAVAILABLE_CHOICES}, got {policy!r}")
     return str(policy)

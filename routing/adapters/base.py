@@ -33,7 +33,9 @@ class UpstreamError(Exception):
     The message is for logs; it may contain upstream details and must not be sent to clients."""
 
 
-@dataclass(frozen=True)
+# The two value types made per request and per streamed event are treated as immutable but not frozen: a frozen
+# dataclass's __init__ sets each field through object.__setattr__, several times slower.
+@dataclass(slots=True)
 class StreamEvent:
     kind: Literal["chunk", "done", "error"]
     payload: dict[str, Any] | None = None
@@ -49,8 +51,8 @@ class StreamEvent:
 
 
 def usage_from(value: Any) -> Usage | None:
-    """The token counts of an upstream `usage` object, or None when it carries none."""
-    if not isinstance(value, Mapping):
+    """The token counts of an upstream `usage` object (parsed JSON), or None when it carries none."""
+    if not isinstance(value, dict):
         return None
     usage = {name: value[name] for name in USAGE_FIELDS if isinstance(value.get(name), int)}
     if not usage:
@@ -73,7 +75,7 @@ def error_detail(value: Any) -> str:
     return str(value)[:500]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class UpstreamRequest:
     protocol: str
     kind: Kind

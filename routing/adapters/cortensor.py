@@ -83,7 +83,7 @@ class CortensorTranslator(ResponseTranslator):
         chat = self.request.kind == "chat"
         choices = []
         for position, choice in enumerate(data["choices"]):
-            choice = choice if isinstance(choice, Mapping) else {}
+            choice = choice if isinstance(choice, dict) else {}
             mapped: dict[str, Any] = {"index": choice.get("index", position)}
             text = str(choice.get("text") or "")
             if chat:
@@ -102,7 +102,7 @@ class CortensorTranslator(ResponseTranslator):
         chat = self.request.kind == "chat"
         choices = []
         for position, choice in enumerate(data.get("choices") or ()):
-            choice = choice if isinstance(choice, Mapping) else {}
+            choice = choice if isinstance(choice, dict) else {}
             text = str(choice.get("text") or "")
             finish = choice.get("finish_reason")
             if finish:

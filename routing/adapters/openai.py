@@ -67,7 +67,7 @@ class OpenAITranslator(ResponseTranslator):
         if usage is not None:
             self.usage = usage
         choices = data.get("choices")
-        if isinstance(choices, list) and any(isinstance(c, Mapping) and c.get("finish_reason") for c in choices):
+        if isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
             self.finished = True
         if not self.request.include_usage:
             if not choices and "usage" in data:

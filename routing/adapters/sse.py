@@ -17,7 +17,7 @@ class SSEError(Exception):
     """The byte stream cannot be SSE (an event larger than MAX_EVENT_BYTES)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SSEMessage:
     data: str
     event: str = "message"
@@ -33,6 +33,16 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         self._buffer += chunk
         messages: list[SSEMessage] = []
+        if b"\r" not in self._buffer:
+            # The common case, lines ending in LF alone: split in C rather than searching line by line.
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                message = self._line(line)
+                if message is not None:
+                    messages.append(message)
+            if len(self._buffer) + self._size > MAX_EVENT_BYTES:
+                raise SSEError(f"an event is larger than {MAX_EVENT_BYTES} bytes")
+            return messages
         position = 0
         while True:
             match = _LINE_END.search(self._buffer, position)

@@ -41,6 +41,20 @@ def test_a_read_boundary_anywhere_even_inside_a_character_or_a_crlf_changes_noth
     assert parse(reads) == EXPECTED
 
 
+LF_STREAM = 'data: {"a": "é"}\n\n: keep-alive\n\nevent: error\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n'.encode()
+
+
+@pytest.mark.parametrize("reads", every_split(LF_STREAM))
+def test_lines_ending_in_lf_alone_parse_the_same_wherever_the_reads_are_cut(reads: list[bytes]) -> None:
+    assert parse(reads) == EXPECTED
+
+
+def test_an_endless_lf_stream_line_is_refused_too() -> None:
+    parser = SSEParser()
+    with pytest.raises(SSEError):
+        parser.feed(b"data: one\n" + b"data: " + b"x" * (MAX_EVENT_BYTES + 1))
+
+
 def test_one_byte_at_a_time() -> None:
     assert parse([bytes([byte]) for byte in STREAM]) == EXPECTED
 
