@@ -139,3 +139,20 @@ def test_a_cancelled_caller_does_not_shift_later_replies(key: str) -> None:
             await client.aclose()
 
     assert asyncio.run(main()) == (b"value", b"PONG")
+
+
+@needs_redis
+def test_every_argument_type_round_trips_and_a_wrong_one_is_refused_before_sending(key: str) -> None:
+    async def main() -> list[object]:
+        client = PipelinedRedis(settings.REDIS_URL)
+        try:
+            await client.execute("RPUSH", key, b"raw\x00bytes", "é", 42, -7, 2.5, 2**70)
+            for wrong in (True, None, object()):
+                with pytest.raises(rexc.DataError):
+                    await client.execute("RPUSH", key, wrong)  # type: ignore[arg-type]
+            result: list[object] = await client.execute("LRANGE", key, 0, -1)
+            return result
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [b"raw\x00bytes", "é".encode(), b"42", b"-7", b"2.5", str(2**70).encode()]
