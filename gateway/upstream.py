@@ -99,7 +99,12 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False
         self.busy = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+        # One timer per connection, not one per wait (a timer costs about as much as the rest of a wait): it fires
+        # at `deadline` or earlier and re-arms itself while the deadline has moved on. `deadline` is the pending
+        # wait's, while one is pending; the keep-alive limit, while the connection is idle.
+        self.deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -134,8 +139,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.origin.open -= 1
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self.origin.wake_one()
         if not self.busy or self.complete:
             return
@@ -184,21 +190,38 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
 
-    def _time_out(self) -> None:
-        self._fail(TimeoutError("the target did not answer in time"))
-        self.close()
+    def arm(self, deadline: float) -> None:
+        """Set the deadline (loop time) the watchdog enforces."""
+        self.deadline = deadline
+        if self._watchdog is None or deadline < self._armed_for:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = self.client.loop.call_at(deadline, self._check)
+            self._armed_for = deadline
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if self.lost or (self.busy and self.waiter is None):
+            return  # gone, or between two waits: the next wait arms it again
+        loop = self.client.loop
+        if loop.time() < self.deadline:
+            self._watchdog = loop.call_at(self.deadline, self._check)
+            self._armed_for = self.deadline
+        elif self.busy:
+            self._fail(TimeoutError("the target did not answer in time"))
+            self.close()
+        else:
+            self.close()  # unused for GATEWAY_UPSTREAM_KEEPALIVE_SECONDS: closed before the target closes it
 
     async def wait(self, deadline: float) -> None:
         """Until the parser reports progress, the connection breaks, or `deadline` (loop time) passes."""
         if self.error is not None:
             raise self.error
-        loop = self.client.loop
-        self.waiter = waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._time_out)
+        self.waiter = waiter = self.client.loop.create_future()
+        self.arm(deadline)
         try:
             await waiter
         finally:
-            timer.cancel()
             self.waiter = None
 
     def take(self) -> bytes:
@@ -213,12 +236,6 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.lost:
             self.transport.close()
-
-    def expire(self) -> None:
-        """The idle timer: closed after GATEWAY_UPSTREAM_KEEPALIVE_SECONDS unused, before the target closes it."""
-        self.idle_timer = None
-        if not self.busy:
-            self.close()
 
 
 class Response:
@@ -328,9 +345,6 @@ class UpstreamClient:
         while True:
             while origin.idle:
                 conn = origin.idle.pop()
-                if conn.idle_timer is not None:
-                    conn.idle_timer.cancel()
-                    conn.idle_timer = None
                 if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
                     conn._reset()
                     conn.busy = True
@@ -393,7 +407,7 @@ class UpstreamClient:
         if keepalive <= 0:
             conn.close()
             return
-        conn.idle_timer = self.loop.call_later(keepalive, conn.expire)
+        conn.arm(self.loop.time() + keepalive)
         conn.origin.idle.append(conn)
         conn.origin.wake_one()
 

@@ -197,6 +197,31 @@ def test_a_silent_target_times_out_after_the_read_timeout() -> None:
     assert 0.3 <= took < 1.0
 
 
+def test_a_reused_connection_still_times_out_at_its_wait_deadline(settings: Any) -> None:
+    """One timer per connection serves the keep-alive limit and every wait on it: a deadline shorter than the one
+    armed (here 0.3 s against the 30 s idle limit) still fires on time, on the first request and on a later one."""
+    settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = 30
+    answers = 0
+
+    async def answer(writer: asyncio.StreamWriter, request: bytes) -> bool:
+        nonlocal answers
+        answers += 1
+        if answers == 2:
+            await asyncio.sleep(10)  # the second request on this connection: silent
+        return await json_answer()(writer, request)
+
+    async def scenario(client: UpstreamClient, url: str, server: Server) -> tuple[int, float, int]:
+        status, _ = await fetch(client, url, Timeouts(connect=1.0, read=0.3, total=5.0))
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await fetch(client, url, Timeouts(connect=1.0, read=0.3, total=5.0))
+        return status, time.monotonic() - started, server.connections
+
+    status, took, connections = run(answer, scenario)
+    assert (status, connections) == (200, 1)
+    assert 0.3 <= took < 1.0
+
+
 def test_the_total_budget_bounds_a_stream_that_keeps_trickling() -> None:
     async def answer(writer: asyncio.StreamWriter, request: bytes) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")

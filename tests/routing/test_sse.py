@@ -41,7 +41,9 @@ def test_a_read_boundary_anywhere_even_inside_a_character_or_a_crlf_changes_noth
     assert parse(reads) == EXPECTED
 
 
-LF_STREAM = 'data: {"a": "é"}\n\n: keep-alive\n\nevent: error\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n'.encode()
+LF_STREAM = (
+    'data: {"a": "é"}\n\n: keep-alive\n\nevent: error\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n'.encode()
+)
 
 
 @pytest.mark.parametrize("reads", every_split(LF_STREAM))
