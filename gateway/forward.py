@@ -264,9 +264,10 @@ class Forwarder:
         exchange.status = 200
         # One watcher for the whole stream, not a race per chunk: when the client leaves it fails the pending read.
         disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        relaying = True  # read when the watcher's callback runs, which can be a loop turn after it was scheduled
 
         def client_left(task: asyncio.Future[None]) -> None:
-            if not task.cancelled():
+            if relaying and not task.cancelled():
                 response.cancel(ClientLeft())
 
         disconnect.add_done_callback(client_left)
@@ -295,7 +296,7 @@ class Forwarder:
                 if translator.ended or not chunk:
                     break
             # The server reports the finished response to the watcher as a disconnect: no longer the client leaving.
-            disconnect.remove_done_callback(client_left)
+            relaying = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             await self.gw.availability.record(route, target.id, failed=False)
             exchange.outcome = "ok"
@@ -309,6 +310,7 @@ class Forwarder:
             await _send_stream_error(send, exchange, "")
             exchange.error_code = exchange.outcome
         finally:
+            relaying = False  # the connection may go back to the pool: a late callback must not touch it
             _take_usage(exchange, translator.usage)
             disconnect.cancel()
 
