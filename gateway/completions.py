@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -208,7 +209,7 @@ class Completion:
         extra = [*limit_headers, (b"x-request-id", self.request_id.encode())]
         if served is not route:
             extra.append((b"x-portal-served-model", served.alias.encode()))
-        await self._forward(forwarder, planned, data, served, limits, decision, extra, allowance_class)
+        await self._forward(forwarder, planned, data, served, limits, decision, extra, allowance_class, accepted)
 
     def _accepted(self, route: AliasRoute, allowance_class: str, stream: bool) -> LifecycleEvent:
         """The `accepted` event, made before admission so the engine can write it in the same atomic step; its
@@ -271,12 +272,11 @@ class Completion:
         decision: Decision,
         headers: list[Header],
         allowance_class: str,
+        accepted: LifecycleEvent,
     ) -> None:
         def forwarded(exchange: Exchange) -> None:
-            at_ms, target_id = exchange.forwarded_at_ms, exchange.target_id
             self.gw.usage.record_unless_completed(
-                self.request_id,
-                lambda: self._event("forwarded", at_ms=at_ms, served_model=route.alias, target_id=target_id),
+                self.request_id, _unmade_forwarded(accepted, route.alias, exchange.target_id, exchange.forwarded_at_ms)
             )
 
         exchange = await forwarder.run(
@@ -325,3 +325,26 @@ class Completion:
                 refunded=refunded,
             )
         )
+
+
+def _unmade_forwarded(
+    accepted: LifecycleEvent, served_model: str, target_id: int | None, at_ms: int | None
+) -> Callable[[], LifecycleEvent]:
+    """How to make the `forwarded` event if the flush needs it. It holds the accepted event (a few strings and
+    numbers), not the request: what waits for the flush must not keep the request's objects alive."""
+
+    def make() -> LifecycleEvent:
+        return LifecycleEvent(
+            stage="forwarded",
+            request_id=accepted.request_id,
+            at_ms=at_ms if at_ms is not None else _now_ms(),
+            organization_id=accepted.organization_id,
+            key_id=accepted.key_id,
+            user_id=accepted.user_id,
+            model=accepted.model,
+            plan=accepted.plan,
+            served_model=served_model,
+            target_id=target_id,
+        )
+
+    return make

@@ -151,3 +151,28 @@ def test_headers_reach_the_client_before_the_first_streamed_byte(gw: httpx.Clien
     assert headers_after < 0.3 and first_after < 0.6  # not buffered until the end (5 tokens x 300 ms)
     assert total > 1.0
     assert rest.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_request_still_streaming_at_the_flush_has_its_forwarded_event_written(
+    gw: httpx.Client, catalog: Catalog, sandbox: Sandbox
+) -> None:
+    """The `forwarded` event is made only when its request is still in flight at a flush: a slow stream is, so the
+    stream holds the event (who, which target, when) before the request completes."""
+    sandbox.configure(token_delay_ms=100)
+    client = sync_redis()
+    assert client is not None
+    with gw.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
+        request_id = response.headers["x-request-id"]
+        deadline = time.monotonic() + 3
+        forwarded: list[LifecycleEvent] = []
+        while not forwarded and time.monotonic() < deadline:
+            events = [LifecycleEvent.from_fields(fields) for _, fields in client.xrange(STREAM)]
+            forwarded = [e for e in events if e.stage == "forwarded" and e.request_id == request_id]
+            assert not [e for e in events if e.stage == "completed"]  # still streaming
+            time.sleep(0.05)
+        for _ in response.iter_lines():
+            pass
+    [event] = forwarded
+    assert (event.key_id, event.organization_id, event.model) == (catalog.key_id, catalog.org.pk, "gpt-oss-20b")
+    assert (event.served_model, event.target_id) == ("gpt-oss-20b", catalog.target.pk)
+    assert event.at_ms is not None and event.at_ms <= int(time.time() * 1000)
