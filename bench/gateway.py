@@ -1,6 +1,7 @@
 """Gateway benchmark: in ONE run, against the same sandbox backend and the same load generator (wrk), measure
 (a) the backend direct, (b) a minimal forwarding ASGI proxy (the floor), (c) the gateway with a real key, Redis and
-PostgreSQL — one worker each — at 1 and 32 connections, plus streaming time to first byte.
+PostgreSQL — one worker each — at 1 and 32 connections, plus each server's CPU time per request at 32 connections and
+streaming time to first byte.
 
     .venv/bin/python bench/gateway.py [--duration 5] [--rounds 3] [--database-url postgres://...]
 
@@ -133,6 +134,12 @@ def wrk(
         "p99": percentiles.get("99", float("nan")),
         "errors": float(non2xx.group(1)) if non2xx else 0.0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ttfb(url: str, body: dict[str, object], headers: dict[str, str], samples: int = 60) -> float:
@@ -295,6 +302,7 @@ def main() -> None:
             if check.status_code != 200:
                 raise SystemExit(f"the gateway refused the bench request: {check.status_code} {check.text}")
             targets = {"backend direct": direct, "floor proxy": floor, "gateway": gateway}
+            servers = dict(zip(targets, (processes[0].pid, processes[1].pid, processes[2].pid), strict=True))
             for url, body, headers in targets.values():
                 wrk(url, body, 8, 2, headers)  # warm-up: connections, caches, pools
             # Rounds alternate the targets, so a slow spell of the shared machine falls on all three, not on one.
@@ -302,7 +310,11 @@ def main() -> None:
             for _ in range(args.rounds):
                 for connections in (1, 32):
                     for name, (url, body, headers) in targets.items():
-                        runs[name][connections].append(wrk(url, body, connections, args.duration, headers))
+                        before = cpu_seconds(servers[name])
+                        result = wrk(url, body, connections, args.duration, headers)
+                        # The server's own CPU per request: what bounds one worker's throughput once it is saturated.
+                        result["cpu_us"] = (cpu_seconds(servers[name]) - before) / (result["rps"] * args.duration) * 1e6
+                        runs[name][connections].append(result)
             stream_direct = ttfb(f"{sandbox_url}/api/v1/completions/7", CORTENSOR, direct[2])
             # The floor does not stream (it reads the whole answer, then sends it), but with the sandbox's instant
             # tokens its first byte is what one proxy hop costs this client: the reference the gateway's is read by.
@@ -345,6 +357,10 @@ def main() -> None:
     print(
         f"added p50 at 1 connection over direct: {statistics.median(added):.2f} ms (target ≤ 1 ms); "
         f"rounds: {', '.join(f'{a:.2f}' for a in added)}"
+    )
+    print(
+        "server CPU per request at 32 connections (median of the rounds): "
+        + ", ".join(f"{name} {statistics.median(r['cpu_us'] for r in by_c[32]):.0f} µs" for name, by_c in runs.items())
     )
     print(
         f"streaming time to first byte (median of 60, httpx): direct {stream_direct:.2f} ms, "
