@@ -16,6 +16,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_TOKENS_CAP = 1_000_000
+# A model alias is at most this long (routing.models.ModelAlias.alias), and so is the ledger's model column: a longer
+# name can name no model, and its refusal must still fit the request log.
+MODEL_MAX_LENGTH = 80
 
 
 class BodyTooLarge(Exception):
@@ -74,8 +77,19 @@ def _common(data: dict[str, Any]) -> BodyProblem | None:
     model = data.get("model")
     if model is None:
         return BodyProblem("You must provide a model parameter.", "model")
-    if not isinstance(model, str) or not model or len(model) > 200:
+    if not isinstance(model, str) or not model:
         return BodyProblem("'model' must be a model name such as 'gpt-oss-20b'.", "model")
+    if len(model) > MODEL_MAX_LENGTH:
+        return BodyProblem(
+            f"'model' is longer than {MODEL_MAX_LENGTH} characters, so no model has that name; "
+            "GET /v1/models lists yours.",
+            "model",
+        )
+    if not model.isprintable():
+        # NUL and other control or invisible characters: no alias holds them, and PostgreSQL cannot store NUL.
+        return BodyProblem(
+            "'model' holds a control or invisible character; send the name as GET /v1/models gives it.", "model"
+        )
     stream = data.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         return BodyProblem("'stream' must be true or false.", "stream")
@@ -98,8 +112,8 @@ def _common(data: dict[str, Any]) -> BodyProblem | None:
     if top_p is not None and (not _is_number(top_p) or not 0 <= top_p <= 1):
         return BodyProblem("'top_p' must be a number from 0 to 1.", "top_p")
     n = data.get("n")
-    if n is not None and n != 1:
-        return BodyProblem("Only n=1 is supported.", "n")
+    if n is not None and (not _is_int(n) or n != 1):  # true and 1.0 equal 1 in Python, but are not the integer 1
+        return BodyProblem("'n' must be the integer 1: one choice per request is supported.", "n")
     return None
 
 
@@ -137,6 +151,10 @@ def check_completion(data: dict[str, Any]) -> BodyProblem | None:
             return BodyProblem("'prompt' must be text or a non-empty list of texts.", "prompt")
         if len(prompt) > 1:
             return BodyProblem("Only one prompt per request is supported.", "prompt")
+        prompt = prompt[0]
     elif not isinstance(prompt, str):
         return BodyProblem("'prompt' must be text.", "prompt")
+    if not prompt:
+        # Checked here, before admission: no backend completes an empty prompt, and a refusal is never billed.
+        return BodyProblem("'prompt' is empty; send the text to complete.", "prompt")
     return None

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import CATALOGUE, error_body
+from gateway.refusals import backend_refusal_message
 from gateway.upstream import Response, UpstreamBroken, UpstreamConnectError, request_timeouts
 from routing.adapters import AdapterError, StreamEvent, UpstreamError, UpstreamRequest, build_upstream_request
 from routing.adapters.base import Kind
@@ -46,10 +47,13 @@ class Exchange:
     chunks: int = 0  # content chunks relayed to the client (streams)
     tried: list[int] = field(default_factory=list)
 
+    backend_message: str = ""  # a backend's refusal of the request, when it is safe to show the client
+
     @property
     def refundable(self) -> bool:
-        """Routing and backend failures give the allowance back; anything the client received counts."""
-        return self.outcome in ("routing_error", "backend_error", "backend_timeout")
+        """Routing and backend failures give the allowance back, and so does a request refused as invalid (by the
+        adapter or the backend) before any answer: the client got nothing. Anything the client received counts."""
+        return self.outcome in ("routing_error", "backend_error", "backend_timeout", "client_error")
 
 
 @dataclass(slots=True)
@@ -152,12 +156,9 @@ class Forwarder:
                 if failure == "bug":
                     log.exception("request %s: unexpected error while forwarding", request_id)
             if exchange.outcome == "client_error" and not exchange.headers_sent:
+                reason = f": {exchange.backend_message}" if exchange.backend_message else "; check its parameters"
                 await _send_error(
-                    send,
-                    exchange,
-                    request_id,
-                    headers,
-                    message="The backend refused this request as invalid; check its parameters.",
+                    send, exchange, request_id, headers, message=f"The backend refused this request as invalid{reason}."
                 )
             elif (
                 exchange.outcome in ("routing_error", "backend_error", "backend_timeout") and not exchange.headers_sent
@@ -199,9 +200,11 @@ class Forwarder:
                 raw = await response.read()
                 exchange.detail = f"upstream status {response.status} ({len(raw)} bytes)"
                 if response.status in (400, 413, 422):
-                    # The backend found the request itself invalid: the client's to fix, and it counts.
+                    # The backend found the request itself invalid: the client's to fix; it is refunded (nothing
+                    # was served), and the backend's reason is passed on when it names no host, session or router.
                     await self.gw.availability.record(route, target.id, failed=False)
                     exchange.outcome, exchange.error_code = "client_error", "invalid_request"
+                    exchange.backend_message = backend_refusal_message(raw)
                     return
                 # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
                 await self.gw.availability.record(route, target.id, failed=True)

@@ -53,6 +53,7 @@ class SandboxConfig:
     token_delay_ms: float = 0.0  # between streamed chunks
     error_rate: float = 0.0  # share of requests answered with error_status
     error_status: int = 500
+    error_message: str = "Injected failure."  # the injected error's message (a real router's can name its hosts)
     hang: bool = False  # accept the request and never answer
     fail_after_tokens: int = -1  # >= 0: break a stream after this many content chunks
     fail_mode: str = "error"  # "error": an SSE error event, then the end; "drop": the connection is cut
@@ -290,7 +291,7 @@ class SandboxRouter:
         if config.error_rate > 0 and self._random.random() < config.error_rate:
             self.stats.errors_injected += 1
             status = config.error_status
-            return await self._respond(send, *_error(status, "Injected failure.", "sandbox_injected_failure"))
+            return await self._respond(send, *_error(status, config.error_message, "sandbox_injected_failure"))
 
         words = completion_words(request.prompt, request.max_tokens)
         usage = {

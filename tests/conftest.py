@@ -115,6 +115,7 @@ class Sandbox:
             token_delay_ms=0.0,
             error_rate=0.0,
             error_status=500,
+            error_message="Injected failure.",
             hang=False,
             fail_after_tokens=-1,
             fail_mode="error",
