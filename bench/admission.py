@@ -106,7 +106,7 @@ def fill_every_bucket(engine: Any, scope: str, limits: list[Limit], now: int, pe
     for limit in limits:
         width = bucket_width(limit.window_ms)
         events = [(now - step * width, per_bucket) for step in range(BUCKETS_PER_WINDOW)]
-        engine.rebuild_sync(scope=scope, limit=limit, events=events, now_ms=now)
+        engine.raise_sync(scope=scope, limit=limit, events=events, now_ms=now)
 
 
 def script_totals(client: Any) -> tuple[int, int]:
@@ -234,7 +234,7 @@ def run_memory() -> list[str]:
             for limit in plan_limits(scale):
                 spacing = limit.window_ms / limit.limit
                 events = [(now - int(i * spacing), 1) for i in range(limit.limit)]
-                engine.rebuild_sync(scope=scope, limit=limit, events=events, now_ms=now)
+                engine.raise_sync(scope=scope, limit=limit, events=events, now_ms=now)
                 key = counter_key(scope, limit)
                 buckets_bytes = client.memory_usage(key, samples=0)
                 fields = client.hlen(key)

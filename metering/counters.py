@@ -2,7 +2,13 @@
 
 The ledger's admitted, unrefunded requests (`billed`) with their booking time (`admitted_at_ms`) and cost are the
 durable truth behind the fast counters: after Redis lost its state, replaying them into the admission engine's
-`rebuild_sync` restores exactly what `status` showed before (same buckets, same windows).
+`raise_sync` restores what `status` showed before (same buckets, same windows).
+
+A correction only ever adds: each bucket becomes the larger of what the counter holds and what the ledger proves,
+in one atomic call. The ledger is always behind the counters (requests admitted since it was read, or not yet
+drained, are in the counters only), so a counter above the ledger is normal and left alone: lowering it to the
+ledger would forget those requests and admit more than the limit. The price is that units whose refund was lost
+(Redis unreachable at that moment) stay counted until they leave the window, as they would without reconciliation.
 
 A plan change that alters a window starts that counter afresh (billing/allowances.py names counters by their
 window), so a counter only replays requests admitted since its window length came into effect.
@@ -103,11 +109,9 @@ def ledger_used(limit: Limit, bookings: list[Booking], now_ms: int) -> int:
 
 
 def allowance_check(*, organization_id: int, correct: bool, now_ms: int | None = None) -> list[CounterCheck]:
-    """Compare every counter of the organization with the ledger; with `correct`, rebuild the ones that differ.
-
-    Call it right after draining the stream: requests admitted but not yet drained look like drift (counter above
-    the ledger). A correction that drops such a request is undone by the next check, which finds the ledger above
-    the counter once the request is drained."""
+    """Compare every counter of the organization with the ledger and return those below it (they lost units); with
+    `correct`, raise them to what the ledger proves. A counter above the ledger is not drift: it holds requests the
+    ledger has not seen yet (module docstring)."""
     now = _now_ms() if now_ms is None else now_ms
     found = organization_counters(organization_id=organization_id, now_ms=now)
     engine = get_engine()
@@ -116,23 +120,24 @@ def allowance_check(*, organization_id: int, correct: bool, now_ms: int | None =
     checks: list[CounterCheck] = []
     for (limit, bookings), state in zip(found.counters, states, strict=True):
         want = ledger_used(limit, bookings, now)
-        if state.degraded or state.used == want:
+        if state.degraded or state.used >= want:
             continue
         if correct:
-            engine.rebuild_sync(scope=scope, limit=limit, events=bookings, now_ms=now)
+            engine.raise_sync(scope=scope, limit=limit, events=bookings, now_ms=now)
         checks.append(CounterCheck(organization_id, limit.name, limit.key, state.used, want, corrected=correct))
     return checks
 
 
 def allowance_rebuild(*, organization_id: int, now_ms: int | None = None) -> int:
-    """Replace every admission counter of the organization from the ledger (after Redis lost them). Returns how
-    many counters were written. Drain the stream first, or requests still in it are left out."""
+    """Bring every admission counter of the organization up to the ledger (after Redis lost them, or at the start of
+    an embedded process). Returns how many counters were written. Drain the stream first, or requests still in it
+    are left out until the next reconciliation adds them."""
     now = _now_ms() if now_ms is None else now_ms
     found = organization_counters(organization_id=organization_id, now_ms=now)
     engine = get_engine()
     scope = scope_for(organization_id)
     for limit, bookings in found.counters:
-        engine.rebuild_sync(scope=scope, limit=limit, events=bookings, now_ms=now)
+        engine.raise_sync(scope=scope, limit=limit, events=bookings, now_ms=now)
     return len(found.counters)
 
 

@@ -1,4 +1,4 @@
--- Admission counters inside Redis: one script, three operations chosen by ARGV[1] (admit, status, refund).
+-- Admission counters inside Redis: one script, four operations chosen by ARGV[1] (admit, status, refund, raise).
 -- It mirrors billing/admission/window.py; the shared contract tests hold both engines to the same answers.
 --
 -- A counter is a hash. Bucket fields: "<label>" -> units, where a label is the latest booking time (ms) the bucket
@@ -173,6 +173,22 @@ elseif mode == 'refund' then
       end
     end
   end
+  return 0
+
+-- ARGV: raise, now, window, expiry slack, then pairs of bucket label and units the ledger proves were booked there.
+-- Each bucket becomes the larger of the two: reconciliation adds what the counter lost (Redis restarted without its
+-- data) and never takes away what was admitted since the ledger was read (metering/counters.py).
+elseif mode == 'raise' then
+  local key, now, window, slack = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  for j = 5, #ARGV, 2 do
+    local have = tonumber(redis.call('HGET', key, ARGV[j])) or 0
+    if tonumber(ARGV[j + 1]) > have then redis.call('HSET', key, ARGV[j], ARGV[j + 1]) end
+  end
+  local live, dead = read_buckets(key, window, now)
+  local c = summarize(live)
+  if c.total > 0 then delete_fields(key, dead) end
+  store_summary(key, c)
+  if c.total > 0 then redis.call('PEXPIRE', key, c.hi + window - now + slack) end
   return 0
 end
 return redis.error_reply('unknown admission operation')

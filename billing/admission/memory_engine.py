@@ -15,6 +15,7 @@ from billing.admission.keys import counter_key, scope_prefix
 from billing.admission.types import Decision, Journal, Limit, LimitState
 from billing.admission.unavailable import resolve_policy
 from billing.admission.window import (
+    booked_buckets,
     bucket_label,
     check_limits,
     check_request,
@@ -105,23 +106,24 @@ class MemoryAdmissionEngine:
             for limit, buckets in zip(limits, snapshots, strict=True)
         )
 
-    def rebuild_sync(
+    def raise_sync(
         self, *, scope: str, limit: Limit, events: Iterable[tuple[int, int]], now_ms: int | None = None
     ) -> None:
         now = clock_ms() if now_ms is None else now_ms
         check_scope(scope)
         check_limits([limit])
-        buckets: dict[int, int] = {}
-        for at_ms, cost in events:
-            label = bucket_label(at_ms, limit.window_ms)
-            if cost > 0 and label + limit.window_ms > now:
-                buckets[label] = buckets.get(label, 0) + cost
+        proven = booked_buckets(events, limit.window_ms, now)
+        if not proven:
+            return
         key = counter_key(scope, limit)
         with self._lock:
-            if buckets:
-                self._counters[key] = _Counter(buckets, self._expires_at(max(buckets), limit, now))
-            else:
-                self._counters.pop(key, None)
+            counter = self._counter(key)
+            if counter is None:
+                counter = self._counters[key] = _Counter({}, 0.0)
+            for label, units in proven.items():
+                if units > counter.buckets.get(label, 0):
+                    counter.buckets[label] = units
+            counter.expires_at = self._expires_at(max(counter.buckets), limit, now)
 
     def reset_sync(self, *, scope: str) -> None:
         check_scope(scope)

@@ -1,8 +1,7 @@
 """The admission engine on Redis: one Lua call per decision, shared by every gateway worker of the deployment.
 
-Clients come from portal/redis.py. Admit, status and refund are one call each of `counters.lua` (atomic, one round
-trip, a reply of one short string); only `rebuild` and `reset`, which run outside the request path, use plain
-commands.
+Clients come from portal/redis.py. Admit, status, refund and raise are one call each of `counters.lua` (atomic, one
+round trip, a reply of one short string); only `reset`, which runs outside the request path, uses plain commands.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from collections.abc import Iterable, Sequence
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
-from redis.typing import EncodableT, FieldT
 
 from billing.admission.keys import counter_key, scope_prefix
 from billing.admission.scripts import LuaScript
@@ -25,6 +23,7 @@ from billing.admission.unavailable import (
 )
 from billing.admission.window import (
     EXPIRY_SLACK_MS,
+    booked_buckets,
     bucket_label,
     check_limits,
     check_request,
@@ -102,29 +101,21 @@ class RedisAdmissionEngine:
             return placeholder_states(limits)
         return _states(limits, _integers(reply), 0)
 
-    def rebuild_sync(
+    def raise_sync(
         self, *, scope: str, limit: Limit, events: Iterable[tuple[int, int]], now_ms: int | None = None
     ) -> None:
-        """Replace one counter in a MULTI block. Unlike admit, an unreachable Redis raises here: a rebuild that did
+        """One call of counters.lua ('raise'). Unlike admit, an unreachable Redis raises here: a correction that did
         not happen must be retried by its caller, not silently skipped."""
         now = clock_ms() if now_ms is None else now_ms
         check_scope(scope)
         check_limits([limit])
-        buckets: dict[int, int] = {}
-        for at_ms, cost in events:
-            label = bucket_label(at_ms, limit.window_ms)
-            if cost > 0 and label + limit.window_ms > now:
-                buckets[label] = buckets.get(label, 0) + cost
-        key = counter_key(scope, limit)
-        pipe = _sync_client().pipeline(transaction=True)
-        pipe.delete(key)
-        if buckets:
-            # The summary fields counters.lua keeps beside the buckets: units, oldest and newest label.
-            fields: dict[FieldT, EncodableT] = {"n": sum(buckets.values()), "lo": min(buckets), "hi": max(buckets)}
-            fields.update((str(label), units) for label, units in buckets.items())
-            pipe.hset(key, mapping=fields)
-            pipe.pexpire(key, expiry_ms(max(buckets), limit.window_ms, now))
-        pipe.execute()
+        proven = booked_buckets(events, limit.window_ms, now)
+        if not proven:
+            return
+        args: list[int | str] = ["raise", now, limit.window_ms, EXPIRY_SLACK_MS]
+        for label, units in sorted(proven.items()):
+            args += [str(label), units]
+        _SCRIPT.run_sync(_sync_client(), [counter_key(scope, limit)], args)
 
     def reset_sync(self, *, scope: str) -> None:
         check_scope(scope)

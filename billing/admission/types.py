@@ -89,11 +89,13 @@ class AdmissionEngine(Protocol):
         self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None
     ) -> tuple[LimitState, ...]: ...
 
-    def rebuild_sync(
+    def raise_sync(
         self, *, scope: str, limit: Limit, events: Iterable[tuple[int, int]], now_ms: int | None = None
     ) -> None:
-        """Replace one counter from the durable ledger: `events` are (timestamp_ms, cost) of admitted, unrefunded
-        requests. Events that already left the window are skipped."""
+        """Bring one counter up to what the durable ledger proves, in one atomic step: `events` are
+        (timestamp_ms, cost) of admitted, unrefunded requests; each bucket becomes the larger of what it holds and
+        what they put in it. Never lowers a bucket, so requests admitted meanwhile (not in the ledger yet) stay
+        counted. Events that already left the window are skipped."""
         ...
 
     def reset_sync(self, *, scope: str) -> None:

@@ -74,6 +74,17 @@ def wait_ms(limit: Limit, live: Sequence[Bucket], now_ms: int, cost: int) -> int
     raise AssertionError("unreachable: an empty window fits any cost up to the limit")
 
 
+def booked_buckets(events: Iterable[tuple[int, int]], window_ms: int, now_ms: int) -> dict[int, int]:
+    """Bookings (timestamp_ms, cost) gathered into the buckets a counter would hold them in at `now_ms`; those that
+    already left the window are skipped."""
+    buckets: dict[int, int] = {}
+    for at_ms, cost in events:
+        label = bucket_label(at_ms, window_ms)
+        if cost > 0 and label + window_ms > now_ms:
+            buckets[label] = buckets.get(label, 0) + cost
+    return buckets
+
+
 def expiry_ms(newest_label: int, window_ms: int, now_ms: int) -> int:
     """A counter's time to live after a booking: until its newest bucket leaves the window, plus slack."""
     return newest_label + window_ms - now_ms + EXPIRY_SLACK_MS

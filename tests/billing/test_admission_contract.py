@@ -363,15 +363,16 @@ def test_a_longer_window_keeps_counting_what_the_shorter_one_booked(
     assert decision.refused_by == "short" and decision.states[1].used == 5
 
 
-# Rebuild and reset
+# Raise (reconciliation) and reset
 
 
-def test_rebuild_replaces_a_counter_with_the_ledgers_events(run: Run, engine: AdmissionEngine, scope: str) -> None:
-    assert admit(run, engine, scope, PLAN, at=T0).admitted  # what Redis held before it lost (or garbled) its data
+def test_raise_fills_a_counter_that_lost_its_units_from_the_ledgers_events(
+    run: Run, engine: AdmissionEngine, scope: str
+) -> None:
     now = T0 + 10 * HOUR
     ledger = [(now - 6 * HOUR, 1), (now - 4 * HOUR, 2), (now - HOUR, 1)]  # the first has left the 5-hour window
 
-    engine.rebuild_sync(scope=scope, limit=SHORT, events=ledger, now_ms=now)
+    engine.raise_sync(scope=scope, limit=SHORT, events=ledger, now_ms=now)
 
     (state,) = status(engine, scope, [SHORT], at=now)
     assert (state.used, state.remaining) == (3, 2)
@@ -381,14 +382,23 @@ def test_rebuild_replaces_a_counter_with_the_ledgers_events(run: Run, engine: Ad
     assert results == [True, True, False]
 
 
-def test_rebuild_with_nothing_in_the_window_empties_the_counter(run: Run, engine: AdmissionEngine, scope: str) -> None:
+def test_raise_never_lowers_a_counter_below_what_was_admitted(run: Run, engine: AdmissionEngine, scope: str) -> None:
     for step in range(3):
-        admit(run, engine, scope, PLAN, at=T0 + step)
+        assert admit(run, engine, scope, [key(43, limit=10), SHORT], at=T0 + step).admitted
+    # The ledger has seen one of the three so far (the others are in flight, or not yet drained).
+    engine.raise_sync(scope=scope, limit=SHORT, events=[(T0, 1)], now_ms=T0 + 10)
+    engine.raise_sync(scope=scope, limit=SHORT, events=[], now_ms=T0 + 10)
 
-    engine.rebuild_sync(scope=scope, limit=KEY_RATE, events=[(T0 - 2 * MINUTE, 1)], now_ms=T0 + 10)
+    assert used(engine, scope, [SHORT], at=T0 + 10) == [3]
+    results = [admit(run, engine, scope, [key(43, limit=10), SHORT], at=T0 + 20 + step).admitted for step in range(3)]
+    assert results == [True, True, False]  # 5 in all, never more
 
-    assert used(engine, scope, PLAN, at=T0 + 10) == [0, 3, 3]  # only the counter rebuilt is replaced
-    assert admit(run, engine, scope, PLAN, at=T0 + 11).admitted
+
+def test_raise_takes_the_larger_of_counter_and_ledger_per_bucket(run: Run, engine: AdmissionEngine, scope: str) -> None:
+    assert admit(run, engine, scope, [SHORT], at=T0).admitted  # the counter kept one of the bucket's three
+    engine.raise_sync(scope=scope, limit=SHORT, events=[(T0, 1), (T0 + 1, 2)], now_ms=T0 + 10)
+
+    assert used(engine, scope, [SHORT], at=T0 + 10) == [3]  # the ledger's three, not 1 + 3
 
 
 def test_reset_drops_every_counter_of_the_organization_and_no_other(

@@ -164,7 +164,7 @@ def test_counters_lost_with_redis_data_come_back_from_the_ledger(run: Run, priva
     private_redis.flushall()  # Redis restarted without persistence
     assert run(engine.admit(scope="7", limits=PLAN, cost=1, now_ms=T0 + 10)).admitted  # the key forgot its 3
     for limit in PLAN:
-        engine.rebuild_sync(scope="7", limit=limit, events=[*ledger, (T0 + 10, 1)], now_ms=T0 + 20)
+        engine.raise_sync(scope="7", limit=limit, events=[*ledger, (T0 + 10, 1)], now_ms=T0 + 20)
 
     refused = run(engine.admit(scope="7", limits=PLAN, cost=1, now_ms=T0 + 30))
     assert refused.refused_by == "key_rate"

@@ -114,22 +114,35 @@ def test_with_the_refund_policy_on_a_closed_request_gives_its_units_back(
     assert [state.used for state in states] == [0, 0, 0]  # type: ignore[attr-defined]
 
 
-def test_counters_that_drifted_from_the_ledger_are_reported_and_corrected(org: Any, key: ApiKey, counters: str) -> None:
+def test_counters_below_the_ledger_are_reported_and_raised_to_it(org: Any, key: ApiKey, counters: str) -> None:
     for minutes in (50, 40, 30):
         at = minutes_ago(minutes)
-        admit(organization_id=org.pk, key_id=key.pk, at_ms=at)
         usage_events_ingest(events=lifecycle(organization_id=org.pk, key_id=key.pk, at_ms=at))
-    admit(organization_id=org.pk, key_id=key.pk, at_ms=minutes_ago(20))  # a lost refund: counted, not in the ledger
+    admit(organization_id=org.pk, key_id=key.pk, at_ms=minutes_ago(30))  # Redis kept one of the three
     now = datetime_to_ms(timezone.now())
 
     found = allowance_check(organization_id=org.pk, correct=True, now_ms=now)
 
     assert sorted((check.limit, check.counter_used, check.ledger_used, check.corrected) for check in found) == [
-        ("short", 4, 3, True),
-        ("weekly", 4, 3, True),
+        ("short", 1, 3, True),
+        ("weekly", 1, 3, True),
     ]  # the key's one-minute rate window holds none of them either way
     assert [state.used for state in status(organization_id=org.pk, key_id=key.pk, now_ms=now)] == [0, 3, 3]  # type: ignore[attr-defined]
     assert allowance_check(organization_id=org.pk, correct=True, now_ms=now) == []
+
+
+def test_counters_above_the_ledger_are_left_alone(org: Any, key: ApiKey, counters: str) -> None:
+    """Requests admitted but not yet in the ledger (in flight, or still in the usage stream) stay counted: lowering
+    the counter to the ledger would let the organization past its allowance."""
+    at = minutes_ago(30)
+    admit(organization_id=org.pk, key_id=key.pk, at_ms=at)
+    usage_events_ingest(events=lifecycle(organization_id=org.pk, key_id=key.pk, at_ms=at))
+    for minutes in (20, 10):
+        admit(organization_id=org.pk, key_id=key.pk, at_ms=minutes_ago(minutes))  # not drained yet
+    now = datetime_to_ms(timezone.now())
+
+    assert allowance_check(organization_id=org.pk, correct=True, now_ms=now) == []
+    assert [state.used for state in status(organization_id=org.pk, key_id=key.pk, now_ms=now)] == [0, 3, 3]  # type: ignore[attr-defined]
 
 
 def test_the_reconcile_command_prints_the_report(day: dict[str, str], counters: str) -> None:
