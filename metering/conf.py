@@ -35,6 +35,12 @@ def dead_stream() -> str:
     return str(getattr(settings, "METERING_DEAD_STREAM", "usage:dead"))
 
 
+def max_deliveries() -> int:
+    """An entry read this many times without being written (its batch kept failing) is then written alone, and
+    dead-lettered if that fails too while the database answers."""
+    return max(1, int(getattr(settings, "METERING_MAX_DELIVERIES", 5)))
+
+
 def dead_stream_maxlen() -> int:
     return int(getattr(settings, "METERING_DEAD_STREAM_MAXLEN", 100_000))
 

@@ -6,8 +6,13 @@ Nothing is lost and nothing counted twice because:
   over with XAUTOCLAIM once they were idle for METERING_CLAIM_IDLE_SECONDS,
 - writing an entry twice changes nothing (metering/ingest.py is idempotent).
 Entries that are not usage events (or that the ledger cannot hold) are copied to the dead-letter stream and
-acknowledged in the same MULTI, so one bad entry never blocks the stream. In embedded mode (no Redis) the same
-service drains the in-process queue of metering/stream.py.
+acknowledged in the same MULTI, so one bad entry never blocks the stream:
+- a batch the database refuses for its data is halved until the refused events are alone, and those are
+  dead-lettered (whatever Python or the database raised about them);
+- any other failure (the database unreachable, a deadlock, a bug) leaves the batch pending to be read again, but an
+  entry delivered METERING_MAX_DELIVERIES times is then written alone, and dead-lettered if even that fails while
+  the database answers: one entry can hold back the others a bounded number of tries, never forever.
+In embedded mode (no Redis) the same service drains the in-process queue of metering/stream.py.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import redis
-from django.db import DataError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 
 from metering import conf
 from metering.events import GROUP, STREAM, LifecycleEvent
@@ -130,10 +136,10 @@ class StreamDrainer:
         for _ in range(max_batches):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            entries, claimed = self._next_entries(block_ms)
+            entries, claimed, redelivered = self._next_entries(block_ms)
             if not entries:
                 break
-            batch = self.process(entries)
+            batch = self.process(entries, deliveries=self._deliveries(entries) if redelivered else None)
             batch.claimed = claimed
             totals.add(batch)
         return totals
@@ -147,7 +153,7 @@ class StreamDrainer:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def _next_entries(self, block_ms: int) -> tuple[list[Entry], int]:
+    def _next_entries(self, block_ms: int) -> tuple[list[Entry], int, bool]:
         try:
             return self._read(block_ms)
         except redis.ResponseError as error:
@@ -158,19 +164,26 @@ class StreamDrainer:
             self._own_history = True
             return self._read(block_ms)
 
-    def _read(self, block_ms: int) -> tuple[list[Entry], int]:
+    def _read(self, block_ms: int) -> tuple[list[Entry], int, bool]:
+        """The next batch: (entries, how many were taken over, whether they were delivered before)."""
         if self._own_history:
             entries = self._read_group("0", block_ms=None)
             if entries:
-                return entries, 0
+                return entries, 0, True
             self._own_history = False
         now = time.monotonic()
         if now >= self._next_claim:
             claimed = self._claim()
             if claimed:
-                return claimed, len(claimed)
+                return claimed, len(claimed), True
             self._next_claim = now + _CLAIM_EVERY_S
-        return self._read_group(">", block_ms=block_ms or None), 0
+        return self._read_group(">", block_ms=block_ms or None), 0, False
+
+    def _deliveries(self, entries: Sequence[Entry]) -> dict[str, int]:
+        """How often each entry of a re-read batch was delivered (XPENDING counts every read of it, this one too)."""
+        first, last = min(entries, key=_entry_order)[0], max(entries, key=_entry_order)[0]
+        reply: Any = self.client.xpending_range(self.stream, self.group, min=first, max=last, count=len(entries) * 2)
+        return {_text(item["message_id"]): int(item["times_delivered"]) for item in reply}
 
     def _read_group(self, start: str, *, block_ms: int | None) -> list[Entry]:
         reply: Any = self.client.xreadgroup(
@@ -202,23 +215,41 @@ class StreamDrainer:
             log.warning("usage stream: took over %d entries from a consumer that stopped", len(claimed))
         return claimed
 
-    def process(self, entries: Sequence[Entry]) -> DrainTotals:
-        """Write one batch, then (only after the commit) dead-letter the bad entries and acknowledge all of them."""
+    def process(self, entries: Sequence[Entry], *, deliveries: dict[str, int] | None = None) -> DrainTotals:
+        """Write one batch, then (only after the commit) dead-letter the bad entries and acknowledge all of them.
+
+        `deliveries` (entry id -> times delivered) marks entries that failed before: those delivered
+        METERING_MAX_DELIVERIES times or more are written one by one, apart from the rest."""
         parsed: list[tuple[str, LifecycleEvent, dict[bytes, bytes]]] = []
+        suspects: list[tuple[str, LifecycleEvent, dict[bytes, bytes]]] = []
         dead: list[tuple[str, dict[bytes, bytes], str]] = []
+        limit = conf.max_deliveries()
         for entry_id, fields in entries:
             if fields is None:
                 log.error("usage stream entry %s was trimmed before it was written", entry_id)
                 dead.append((entry_id, {}, "trimmed while pending"))
                 continue
             try:
-                parsed.append((entry_id, LifecycleEvent.from_fields(fields), fields))
-            except ValueError as error:
-                dead.append((entry_id, fields, str(error)))
+                event = LifecycleEvent.from_fields(fields)
+            except ValueError as error:  # the parser's own refusal says what is wrong
+                dead.append((entry_id, fields, str(error)[:300]))
+                continue
+            except Exception as error:  # anything else a hostile entry can make the parser raise
+                dead.append((entry_id, fields, _reason(error)))
+                continue
+            tries = deliveries.get(entry_id, 0) if deliveries else 0
+            (suspects if tries >= limit else parsed).append((entry_id, event, fields))
         result = _write_isolating([event for _, event, _ in parsed])
         for rejected in result.rejected:
             entry_id, _, fields = parsed[rejected.index]
             dead.append((entry_id, fields, rejected.reason))
+        if suspects:
+            alone = _write_each([event for _, event, _ in suspects])
+            result.written += alone.written
+            for rejected in alone.rejected:
+                entry_id, _, fields = suspects[rejected.index]
+                tries = deliveries.get(entry_id) if deliveries else None
+                dead.append((entry_id, fields, f"delivered {tries} times, written alone: {rejected.reason}"))
         self._acknowledge([entry_id for entry_id, _ in entries], dead)
         return DrainTotals(batches=1, entries=len(entries), written=result.written, dead=len(dead))
 
@@ -232,16 +263,31 @@ class StreamDrainer:
         pipe.execute()
 
 
+# What a write raises about the data it was given, not about the database: the value is refused (a NUL byte, a number
+# out of range, a broken constraint), by PostgreSQL through Django, by psycopg's COPY directly (which Django does not
+# wrap), or by Python while adapting it.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    DataError,
+    IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    ValueError,
+    TypeError,
+    OverflowError,
+)
+
+
 def _write_isolating(events: list[LifecycleEvent]) -> IngestResult:
     """Write a batch; if the database refuses its data (not its availability), halve the batch until the events it
-    refuses are alone, and reject those. Unavailability (OperationalError) propagates: nothing is acknowledged."""
+    refuses are alone, and reject those. Other failures propagate: nothing is acknowledged, and the entries' delivery
+    count bounds how often that can happen to them (StreamDrainer.process)."""
     if not events:
         return IngestResult()
     try:
         return usage_events_write(events=events)
-    except (DataError, IntegrityError) as error:
+    except _DATA_ERRORS as error:
         if len(events) == 1:
-            return IngestResult(rejected=[Rejected(0, f"refused by the database: {error}")])
+            return IngestResult(rejected=[Rejected(0, f"refused by the database: {_reason(error)}")])
     middle = len(events) // 2
     first, second = _write_isolating(events[:middle]), _write_isolating(events[middle:])
     second.rejected = [Rejected(item.index + middle, item.reason) for item in second.rejected]
@@ -250,6 +296,50 @@ def _write_isolating(events: list[LifecycleEvent]) -> IngestResult:
         rollups=first.rollups + second.rollups,
         rejected=first.rejected + second.rejected,
     )
+
+
+def _write_alone(event: LifecycleEvent) -> tuple[int, str | None]:
+    """Write one event that failed before, whatever it raises: (rows written, why it was refused or None). Raises
+    only when the database cannot be reached, so an outage never dead-letters good events."""
+    try:
+        result = usage_events_write(events=[event])
+    except Exception as error:
+        _raise_if_unavailable(error)
+        return 0, _reason(error)
+    return result.written, result.rejected[0].reason if result.rejected else None
+
+
+def _write_each(events: list[LifecycleEvent]) -> IngestResult:
+    result = IngestResult()
+    for index, event in enumerate(events):
+        written, reason = _write_alone(event)
+        result.written += written
+        if reason is not None:
+            result.rejected.append(Rejected(index, reason))
+    return result
+
+
+def _raise_if_unavailable(error: Exception) -> None:
+    """Re-raise `error` when the database does not answer a trivial query: then the failure was not the event's."""
+    try:
+        if connection.in_atomic_block:
+            raise error
+        connection.close_if_unusable_or_obsolete()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        raise error from None
+
+
+def _reason(error: BaseException) -> str:
+    """A dead letter's reason: the exception's type and the first line of its text, bounded."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__
+
+
+def _entry_order(entry: Entry) -> tuple[int, int]:
+    milliseconds, _, sequence = entry[0].partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def usage_drain_local(
@@ -268,7 +358,9 @@ def usage_drain_local(
         try:
             result = _write_isolating(events)
         except BaseException:
-            return_local_events(events)  # nothing was written: keep them for the next attempt
+            # Nothing was written: keep them for the next attempt. (SQLite's "database is locked" is the usual
+            # cause here, and it passes; events the database refuses for their data were already set aside.)
+            return_local_events(events)
             raise
         for rejected in result.rejected:
             log.error("usage event dropped (%s): %r", rejected.reason, events[rejected.index])

@@ -66,8 +66,11 @@ def event_problem(event: LifecycleEvent) -> str | None:
     if not event.request_id:
         return "empty request_id"
     for name, limit in _LENGTHS.items():
-        if len(getattr(event, name)) > limit:
+        value = getattr(event, name)
+        if len(value) > limit:
             return f"{name} longer than {limit} characters"
+        if "\x00" in value:
+            return f"{name} holds a NUL character, which PostgreSQL cannot store"
     if not 0 < event.at_ms < _MAX_AT_MS:
         return "at_ms out of range"
     if event.admitted_at_ms is not None and not 0 < event.admitted_at_ms < _MAX_AT_MS:
