@@ -12,6 +12,8 @@ import gc
 import logging
 import time
 
+from asgiref.sync import sync_to_async
+
 from billing.admission import AdmissionEngine, get_engine
 from billing.selectors import PlanSnapshot, aplan_snapshot_for_organization
 from gateway.db import read_database
@@ -21,6 +23,8 @@ from gateway.listener import InvalidationListener
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import UpstreamClient
 from gateway.usage import UsageRecorder
+from metering.services import allowance_rebuild_all
+from portal.redis import redis_url
 from routing.health import HealthBoard, health_board
 from routing.selection import Availability, InFlight
 from routing.table import AliasRoute, RoutingTable, aload_routing_table
@@ -153,6 +157,8 @@ class Gateway:
         await self.listener.start()
         self.usage.start()
         self.metrics.start(self.metrics_snapshot)
+        if redis_url() is None:
+            await _restore_embedded_counters()
         # What is loaded by now (Django, the apps, settings: ~120,000 tracked objects) lives as long as the worker.
         # Frozen out of the cycle collector's reach, a full collection walks only what requests allocate: measured
         # under 32 concurrent requests, the longest full collection went from 89 ms (every request in flight
@@ -167,3 +173,15 @@ class Gateway:
         await self.metrics.stop()
         await self.usage.stop()
         await self.upstream.close()
+
+
+async def _restore_embedded_counters() -> None:
+    """Embedded mode keeps the admission counters in this process only: after a restart they come back from the
+    ledger, as `manage.py rebuild_allowances` restores them after Redis lost its data. A database that cannot answer
+    yet (not migrated) leaves them empty, as before, rather than stop the server."""
+    try:
+        restored = await sync_to_async(allowance_rebuild_all, thread_sensitive=True)()
+    except Exception:
+        log.exception("embedded mode: the admission counters could not be restored from the ledger")
+        return
+    log.info("embedded mode: admission counters of %d organizations restored from the ledger", restored)

@@ -3,7 +3,6 @@ every refusal the client got a request id for is in the ledger, without holding 
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -15,7 +14,6 @@ from metering.drain import usage_drain
 from metering.models import UsageEvent
 from portal.redis import sync_redis
 from tests.conftest import Sandbox
-from tests.gateway.conftest import Catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
