@@ -16,7 +16,9 @@ window), so a counter only replays requests admitted since its window length cam
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,11 +28,20 @@ from django.utils import timezone
 from apikeys.models import ApiKey, KeyStatus
 from billing.admission import Limit, get_engine
 from billing.admission.window import bucket_label
-from billing.allowances import KEY_RATE, SHORT, WEEKLY, key_rate_limit, organization_limits, scope_for
+from billing.allowances import (
+    KEY_RATE,
+    SHORT,
+    WEEKLY,
+    key_rate_limit,
+    organization_limits,
+    request_limits,
+    scope_for,
+)
 from billing.models import Plan
 from billing.selectors import NoDefaultPlan, PlanSnapshot, plan_snapshot_for_organization, subscription_history
-from metering.ledger import datetime_to_ms, ms_to_datetime
+from metering.ledger import LedgerRow, datetime_to_ms, ms_to_datetime
 from metering.models import UsageEvent
+from portal.redis import async_redis
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +150,34 @@ def allowance_rebuild(*, organization_id: int, now_ms: int | None = None) -> int
     for limit, bookings in found.counters:
         engine.raise_sync(scope=scope, limit=limit, events=bookings, now_ms=now)
     return len(found.counters)
+
+
+def allowance_refund_rows(rows: Sequence[LedgerRow]) -> None:
+    """Give the units of these ledger rows back to the admission counters: requests closed as unknown with the refund
+    policy on, and requests refused after Redis had booked them late. Call it after the commit that marked them
+    refunded (a replay then finds them marked, and nothing is given back twice)."""
+    refunds: list[tuple[str, list[Limit], int, int]] = []
+    for row in rows:
+        try:
+            plan = plan_snapshot_for_organization(organization_id=row.organization_id)
+        except NoDefaultPlan:
+            continue
+        limits = request_limits(plan=plan, key_id=row.reported_key_id)
+        if row.allowance_class == DEGRADED:
+            limits = limits[:1]  # admitted against the key's rate limit only
+        refunds.append((scope_for(row.organization_id), limits, row.cost_units, row.admitted_at_ms or 0))
+
+    async def refund_all() -> None:
+        engine = get_engine()
+        try:
+            for scope, limits, cost, admitted_at_ms in refunds:
+                await engine.refund(scope=scope, limits=limits, cost=cost, admitted_at_ms=admitted_at_ms)
+        finally:
+            client = async_redis()
+            if client is not None:
+                await client.aclose()  # the client belongs to this short-lived event loop
+
+    asyncio.run(refund_all())
 
 
 def organizations_with_bookings(*, now_ms: int | None = None) -> list[int]:

@@ -237,8 +237,8 @@ class StreamDrainer:
             except Exception as error:  # anything else a hostile entry can make the parser raise
                 dead.append((entry_id, fields, _reason(error)))
                 continue
-            tries = deliveries.get(entry_id, 0) if deliveries else 0
-            (suspects if tries >= limit else parsed).append((entry_id, event, fields))
+            delivered = (deliveries or {}).get(entry_id, 0)
+            (suspects if delivered >= limit else parsed).append((entry_id, event, fields))
         result = _write_isolating([event for _, event, _ in parsed])
         for rejected in result.rejected:
             entry_id, _, fields = parsed[rejected.index]
@@ -248,8 +248,8 @@ class StreamDrainer:
             result.written += alone.written
             for rejected in alone.rejected:
                 entry_id, _, fields = suspects[rejected.index]
-                tries = deliveries.get(entry_id) if deliveries else None
-                dead.append((entry_id, fields, f"delivered {tries} times, written alone: {rejected.reason}"))
+                times = (deliveries or {}).get(entry_id, limit)
+                dead.append((entry_id, fields, f"delivered {times} times, written alone: {rejected.reason}"))
         self._acknowledge([entry_id for entry_id, _ in entries], dead)
         return DrainTotals(batches=1, entries=len(entries), written=result.written, dead=len(dead))
 

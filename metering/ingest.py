@@ -10,6 +10,7 @@ instead of overwriting each other, and never deadlock.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,10 +24,12 @@ from accounts.models import Organization, User
 from apikeys.models import ApiKey
 from apikeys.services import apikey_touch_last_used
 from metering import conf
+from metering.counters import allowance_refund_rows
 from metering.events import LifecycleEvent
 from metering.ledger import (
     LedgerRow,
     ms_to_datetime,
+    row_admitted_late,
     row_apply_events,
     row_contribution,
     row_from_events,
@@ -138,17 +141,22 @@ def _write(groups: dict[str, list[LifecycleEvent]], now: datetime) -> tuple[int,
         row.recorded_at = now
         fresh.append(row)
     inserted = rows_insert_new(fresh)
+    owed: list[LedgerRow] = []  # admitted late and refused: their booked units go back to the counters
     for row in fresh:
         if row.request_id in inserted:
             deltas.add(row_contribution(row), +1)
+            if row_admitted_late(row):
+                owed.append(row)
 
     changed: list[LedgerRow] = []
     for row in rows_lock([row.request_id for row in fresh if row.request_id not in inserted]):
         group = groups[row.request_id]
         if any(event.organization_id != row.organization_id for event in group):
             log.error("usage events for %s name another organization than its row; kept %s", row, row.organization_id)
-        before, contribution = row_snapshot(row), row_contribution(row)
+        before, contribution, was_refunded = row_snapshot(row), row_contribution(row), row.refunded
         row_apply_events(row, group)
+        if row_admitted_late(row) and not was_refunded:
+            owed.append(row)
         _link(row, users, keys)
         if row_snapshot(row) == before:
             continue  # a replay: nothing new
@@ -157,6 +165,9 @@ def _write(groups: dict[str, list[LifecycleEvent]], now: datetime) -> tuple[int,
         changed.append(row)
         deltas.move(contribution, row_contribution(row))
     rows_update(changed)
+    if owed:
+        # After the commit that marks them refunded: a replay finds them marked and gives nothing back twice.
+        transaction.on_commit(functools.partial(allowance_refund_rows, owed))
     return len(inserted) + len(changed), rollup_deltas_apply(deltas=deltas)
 
 

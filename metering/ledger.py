@@ -7,7 +7,9 @@ Merging is monotonic, which is what makes ingestion idempotent and order-indepen
 - the completion fields come from the first `completed` event (which also replaces reconciliation's `unknown`);
 - `refunded` only turns on;
 - a refusal is final: once a row has its request's `refused` event, it stays refused (and unbilled) whatever else
-  arrives for that request id.
+  arrives for that request id. A refused row that also heard an admission (Redis ran the admission call after the
+  gateway had stopped waiting and answered 503) keeps that admission's units and time and is marked `refunded`:
+  the units were booked in the counters, and ingestion gives them back once, when the row first becomes so.
 Applying the same events again therefore changes nothing, and events may arrive in any order.
 """
 
@@ -164,9 +166,16 @@ def _fill_result(row: LedgerRow, event: LifecycleEvent) -> None:
 
 def _derive(row: LedgerRow) -> None:
     admitted = STAGE_RANK[row.stage] >= STAGE_RANK[Stage.ACCEPTED]
-    if not admitted:
+    if row_admitted_late(row):
+        row.refunded = True  # never billed; its booked units are given back (metering.ingest)
+    elif not admitted:
         row.cost_units = 0  # a refusal never counts, whatever the event claimed
     row.billed = admitted and not row.refunded
+
+
+def row_admitted_late(row: LedgerRow) -> bool:
+    """Refused, yet the admission engine booked units for it (only a non-refusal event sets `admitted_at_ms`)."""
+    return row.stage == Stage.REFUSED and row.admitted_at_ms is not None and row.cost_units > 0
 
 
 def row_snapshot(row: LedgerRow) -> tuple[object, ...]:

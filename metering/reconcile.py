@@ -9,10 +9,9 @@ request the backend did serve. With the setting on, the units are refunded and t
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,17 +19,14 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from billing.admission import Limit, get_engine
-from billing.allowances import request_limits, scope_for
-from billing.selectors import NoDefaultPlan, plan_snapshot_for_organization
+from billing.selectors import NoDefaultPlan
 from metering import conf
-from metering.counters import DEGRADED, CounterCheck, allowance_check, organizations_with_bookings
+from metering.counters import CounterCheck, allowance_check, allowance_refund_rows, organizations_with_bookings
 from metering.drain import DrainTotals, usage_drain
 from metering.ledger import LedgerRow, datetime_to_ms, row_close_unknown, row_contribution
 from metering.models import Outcome, Stage, UsageEvent
 from metering.rollups import RollupDeltas, rollup_deltas_apply, rollup_lock, usage_rollups_repair
 from metering.store import rows_lock, rows_update
-from portal.redis import async_redis
 
 log = logging.getLogger(__name__)
 
@@ -143,39 +139,13 @@ def usage_requests_close_stale(*, now: datetime | None = None) -> list[str]:
             rows_update(rows)
             rollup_deltas_apply(deltas=deltas)
             if refunds:
-                transaction.on_commit(functools.partial(_refund, refunds))
+                transaction.on_commit(functools.partial(allowance_refund_rows, refunds))
         closed += [row.request_id for row in rows]
         if len(ids) < _CLOSE_BATCH:
             break
     if closed:
         log.warning("closed %d requests that never completed as unknown", len(closed))
     return closed
-
-
-def _refund(rows: Sequence[LedgerRow]) -> None:
-    """Give the units of closed requests back to the admission counters (after the commit that marked them)."""
-    refunds: list[tuple[str, list[Limit], int, int]] = []
-    for row in rows:
-        try:
-            plan = plan_snapshot_for_organization(organization_id=row.organization_id)
-        except NoDefaultPlan:
-            continue
-        limits = request_limits(plan=plan, key_id=row.reported_key_id)
-        if row.allowance_class == DEGRADED:
-            limits = limits[:1]  # admitted against the key's rate limit only
-        refunds.append((scope_for(row.organization_id), limits, row.cost_units, row.admitted_at_ms or 0))
-
-    async def refund_all() -> None:
-        engine = get_engine()
-        try:
-            for scope, limits, cost, admitted_at_ms in refunds:
-                await engine.refund(scope=scope, limits=limits, cost=cost, admitted_at_ms=admitted_at_ms)
-        finally:
-            client = async_redis()
-            if client is not None:
-                await client.aclose()  # the client belongs to this short-lived event loop
-
-    asyncio.run(refund_all())
 
 
 def _count(report: ReconcileReport) -> None:

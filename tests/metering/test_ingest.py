@@ -16,7 +16,7 @@ from metering.ingest import usage_events_ingest, usage_events_write
 from metering.ledger import WRITABLE_FIELDS, datetime_to_ms
 from metering.models import Granularity, UsageEvent, UsageRollup
 from tests.metering.factories import lifecycle, now_ms, refusal
-from tests.metering.helpers import assert_rollups_exact, rollups_now
+from tests.metering.helpers import admit, assert_rollups_exact, rollups_now, status
 
 pytestmark = pytest.mark.django_db
 
@@ -250,5 +250,28 @@ def test_a_refusal_wins_over_an_admission_recorded_for_the_same_request(
 
     row = UsageEvent.objects.get(request_id=accepted.request_id)
     assert (row.stage, row.outcome, row.status_code) == ("refused", "routing_error", 503)
-    assert (row.billed, row.cost_units) == (False, 0)
+    assert (row.billed, row.refunded) == (False, True)  # the late booking was given back
     assert_rollups_exact()
+
+
+@pytest.mark.parametrize("refusal_first", [True, False])
+def test_units_redis_booked_for_a_refused_request_are_given_back_once(
+    org: Any, key: ApiKey, counters: str, refusal_first: bool, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The late admission booked a unit in the counters; the client was refused. Ingestion gives it back when the
+    row first becomes refused-after-admission, and never again on a replay."""
+    accepted = lifecycle(organization_id=org.pk, key_id=key.pk, at_ms=now_ms() - 1000, stages=("accepted",))[0]
+    refused = dataclasses.replace(
+        refusal(organization_id=org.pk, key_id=key.pk, outcome="routing_error"),
+        request_id=accepted.request_id,
+        status_code=503,
+    )
+    for _ in range(2):  # two requests' units in the counters: the late one, and one served
+        admit(organization_id=org.pk, key_id=key.pk, at_ms=accepted.admitted_at_ms)  # type: ignore[arg-type]
+    with django_capture_on_commit_callbacks(execute=True):
+        for event in [refused, accepted] if refusal_first else [accepted, refused]:
+            usage_events_ingest(events=[event])
+        usage_events_ingest(events=[accepted, refused])  # a replay of both
+
+    now = now_ms()
+    assert [state.used for state in status(organization_id=org.pk, key_id=key.pk, now_ms=now)] == [1, 1, 1]  # type: ignore[attr-defined]
