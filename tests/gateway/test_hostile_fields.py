@@ -3,17 +3,21 @@ every refusal the client got a request id for is in the ledger, without holding 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metering.conf import dead_stream
 from metering.drain import usage_drain
 from metering.models import UsageEvent
 from portal.redis import sync_redis
 from tests.conftest import Sandbox
+from tests.gateway.conftest import Catalog, reset_gateway_caches
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -139,3 +143,60 @@ def test_a_backend_refusal_that_names_the_router_gets_the_generic_message(gw: ht
     message = response.json()["error"]["message"]
     assert message == "The backend refused this request as invalid; check its parameters."
     assert "10.1.2.3" not in response.text and "session 7" not in response.text
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"model": "gpt-oss-20b", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+_HOSTILE_TEXT = st.sampled_from(
+    ["\u0000", "a\u0000b", "\u200b", "\u202e", "\ufeff", "\x7f", "\n", "m" * 81, "m" * 5000, "gpt-oss-20b", ""]
+)
+_HOSTILE_VALUE = st.one_of(
+    _HOSTILE_TEXT,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([True, False, None, 1.0, 1e308, -0.0, [], {}]),
+)
+
+
+def test_fuzzed_hostile_values_get_4xx_and_every_answered_request_reaches_the_ledger(
+    gw: httpx.Client, catalog: Catalog
+) -> None:
+    catalog.plan.key_rate_requests = 100_000
+    catalog.plan.save()
+    reset_gateway_caches()
+    answered: set[str] = set()
+    dead_before = dead_letters()
+    statuses: set[int] = set()
+
+    def post(path: str, content: bytes) -> None:
+        response = gw.post(path, content=content, headers={"content-type": "application/json"})
+        statuses.add(response.status_code)
+        assert response.status_code < 500, response.text
+        assert "Traceback" not in response.text
+        answered.add(response.headers["x-request-id"])
+
+    for depth in (10, 1_000, 1_025, 5_000):
+        post("/v1/chat/completions", _nested(depth))
+    for raw in (
+        b'{"model": "\\ud800"}',
+        b'{"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "\\udfff"}]}',
+    ):
+        post("/v1/chat/completions", raw)
+
+    @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(
+        field=st.sampled_from(["model", "prompt", "n", "max_tokens", "temperature", "stream", "user", "\u0000"]),
+        value=_HOSTILE_VALUE,
+        path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
+    )
+    def check(field: str, value: Any, path: str) -> None:
+        body = {**(CHAT if path.endswith("chat/completions") else TEXT), field: value}
+        post(path, json.dumps(body).encode())
+
+    check()
+
+    assert 400 in statuses
+    rows = drain_until(answered, timeout=30)
+    assert set(rows) == answered  # every request a client got an id for has its row
+    assert dead_letters() == dead_before
