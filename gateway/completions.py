@@ -291,19 +291,21 @@ class Completion:
             planned=planned,
         )
         assert self.key is not None
-        # Routing and backend failures are never billed; if the counters cannot be given back now, the ledger still
-        # says refunded and reconciliation rebuilds the counters from it.
+        # Routing and backend failures are never billed; if the units cannot be given back now, the completed event
+        # says so and metering gives them back once it records the refund.
         refunded = exchange.refundable
+        refund_owed = False
         if exchange.refundable:
             try:
-                await self.gw.engine.refund(
+                refund_owed = not await self.gw.engine.refund(
                     scope=scope_for(self.key.organization_id),
                     limits=limits,
                     cost=route.weight,
                     admitted_at_ms=decision.admitted_at_ms,
                 )
             except Exception:
-                log.warning("request %s: refund failed; reconciliation will correct the counters", self.request_id)
+                log.warning("request %s: refund failed; metering gives the units back", self.request_id)
+                refund_owed = True
         latency = self._latency_ms()
         self.gw.metrics.answered(self.kind, exchange.outcome, exchange.status, latency)
         self.gw.usage.record_later(
@@ -323,6 +325,7 @@ class Completion:
                 completion_tokens=exchange.completion_tokens,
                 stream=bool(data.get("stream")),
                 refunded=refunded,
+                refund_owed=refund_owed,
             )
         )
 

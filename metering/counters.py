@@ -7,8 +7,9 @@ durable truth behind the fast counters: after Redis lost its state, replaying th
 A correction only ever adds: each bucket becomes the larger of what the counter holds and what the ledger proves,
 in one atomic call. The ledger is always behind the counters (requests admitted since it was read, or not yet
 drained, are in the counters only), so a counter above the ledger is normal and left alone: lowering it to the
-ledger would forget those requests and admit more than the limit. The price is that units whose refund was lost
-(Redis unreachable at that moment) stay counted until they leave the window, as they would without reconciliation.
+ledger would forget those requests and admit more than the limit. Units that must go back (a refund the gateway
+could not make, an admission Redis ran after the gateway had refused the request) are given back by ingestion, once
+(metering/ingest.py, `allowance_refund_rows`).
 
 A plan change that alters a window starts that counter afresh (billing/allowances.py names counters by their
 window), so a counter only replays requests admitted since its window length came into effect.

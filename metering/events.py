@@ -60,6 +60,9 @@ class LifecycleEvent:
     completion_tokens: int | None = None
     stream: bool = False
     refunded: bool = False
+    # On `completed`: the gateway could not give the refunded units back (Redis unreachable at that moment);
+    # ingestion does, once, when it first records the refund.
+    refund_owed: bool = False
 
     _INTS: ClassVar[frozenset[str]] = frozenset(
         {
@@ -77,12 +80,16 @@ class LifecycleEvent:
             "completion_tokens",
         }
     )
-    _BOOLS: ClassVar[frozenset[str]] = frozenset({"stream", "refunded"})
+    _BOOLS: ClassVar[frozenset[str]] = frozenset({"stream", "refunded", "refund_owed"})
 
     def to_fields(self) -> dict[str, str]:
         """The stream entry: one field holding the event as compact JSON, absent values left out. One field, not
         one per attribute: encoding a fifteen-field XADD was a measurable share of the gateway's time per request."""
-        data = {name: value for name in _FIELD_NAMES if (value := getattr(self, name)) is not None and value != ""}
+        data = {
+            name: value
+            for name in _FIELD_NAMES
+            if (value := getattr(self, name)) is not None and value != "" and (value or name != "refund_owed")
+        }
         return {"e": orjson.dumps(data).decode()}
 
     @classmethod

@@ -141,11 +141,11 @@ def _write(groups: dict[str, list[LifecycleEvent]], now: datetime) -> tuple[int,
         row.recorded_at = now
         fresh.append(row)
     inserted = rows_insert_new(fresh)
-    owed: list[LedgerRow] = []  # admitted late and refused: their booked units go back to the counters
+    owed: list[LedgerRow] = []  # refunded units still in the counters (admitted late, or a refund that failed)
     for row in fresh:
         if row.request_id in inserted:
             deltas.add(row_contribution(row), +1)
-            if row_admitted_late(row):
+            if row_admitted_late(row) or _refund_owed(row, groups[row.request_id], was_refunded=False):
                 owed.append(row)
 
     changed: list[LedgerRow] = []
@@ -155,7 +155,7 @@ def _write(groups: dict[str, list[LifecycleEvent]], now: datetime) -> tuple[int,
             log.error("usage events for %s name another organization than its row; kept %s", row, row.organization_id)
         before, contribution, was_refunded = row_snapshot(row), row_contribution(row), row.refunded
         row_apply_events(row, group)
-        if row_admitted_late(row) and not was_refunded:
+        if (row_admitted_late(row) and not was_refunded) or _refund_owed(row, group, was_refunded=was_refunded):
             owed.append(row)
         _link(row, users, keys)
         if row_snapshot(row) == before:
@@ -169,6 +169,12 @@ def _write(groups: dict[str, list[LifecycleEvent]], now: datetime) -> tuple[int,
         # After the commit that marks them refunded: a replay finds them marked and gives nothing back twice.
         transaction.on_commit(functools.partial(allowance_refund_rows, owed))
     return len(inserted) + len(changed), rollup_deltas_apply(deltas=deltas)
+
+
+def _refund_owed(row: LedgerRow, group: list[LifecycleEvent], *, was_refunded: bool) -> bool:
+    """The gateway could not give this request's units back (Redis unreachable at that moment) and this batch is
+    the first to record the refund: the units go back now, once."""
+    return row.refunded and not was_refunded and row.cost_units > 0 and any(event.refund_owed for event in group)
 
 
 def _link(row: LedgerRow, users: set[int], keys: dict[int, int]) -> None:

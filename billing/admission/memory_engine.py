@@ -75,7 +75,7 @@ class MemoryAdmissionEngine:
             admitted=False, refused_by=refused.name, states=states, retry_after_ms=retry, admitted_at_ms=now
         )
 
-    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None:
+    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> bool:
         check_request(scope, limits, cost, admitted_at_ms)
         with self._lock:
             for limit in limits:
@@ -88,6 +88,7 @@ class MemoryAdmissionEngine:
                     counter.buckets[label] = have - cost
                 elif have:
                     del counter.buckets[label]
+        return True
 
     async def status(self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None) -> tuple[LimitState, ...]:
         return self.status_sync(scope=scope, limits=limits, now_ms=now_ms)

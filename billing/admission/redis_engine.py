@@ -29,7 +29,6 @@ from billing.admission.window import (
     check_request,
     check_scope,
     clock_ms,
-    expiry_ms,
 )
 from portal.redis import hot_redis, sync_redis
 from portal.redis_pipe import PipelinedRedis
@@ -69,15 +68,17 @@ class RedisAdmissionEngine:
             return degraded_decision(limits, policy, now)
         return _decision(limits, _integers(reply), now, journaled=journal is not None)
 
-    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None:
+    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> bool:
         check_request(scope, limits, cost, admitted_at_ms)
         args: list[int | str] = ["refund", cost]
         args += [str(bucket_label(admitted_at_ms, limit.window_ms)) for limit in limits]
         try:
             await _SCRIPT.run(_async_client(), _keys(scope, limits), args)
         except UNAVAILABLE_ERRORS as error:
-            # The units stay counted until they leave the window: the user waits a little longer, nothing is lost.
-            warn_unavailable("refund", error, "the refund is dropped")
+            # The units stay counted for now; the caller says so in the ledger, and metering gives them back later.
+            warn_unavailable("refund", error, "the refund is left to metering")
+            return False
+        return True
 
     async def status(self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None) -> tuple[LimitState, ...]:
         now = clock_ms() if now_ms is None else now_ms

@@ -79,7 +79,10 @@ class AdmissionEngine(Protocol):
         in-process one) leaves it to the caller: `Decision.journaled` says which happened."""
         ...
 
-    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> None: ...
+    async def refund(self, *, scope: str, limits: Sequence[Limit], cost: int, admitted_at_ms: int) -> bool:
+        """Give `cost` units back to the buckets they were booked in; False when the fast state could not be
+        reached (the units stay counted)."""
+        ...
 
     async def status(
         self, *, scope: str, limits: Sequence[Limit], now_ms: int | None = None

@@ -275,3 +275,25 @@ def test_units_redis_booked_for_a_refused_request_are_given_back_once(
 
     now = now_ms()
     assert [state.used for state in status(organization_id=org.pk, key_id=key.pk, now_ms=now)] == [1, 1, 1]  # type: ignore[attr-defined]
+
+
+def test_a_refund_the_gateway_could_not_make_is_made_once_by_ingestion(
+    org: Any, key: ApiKey, counters: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Redis was unreachable when the gateway gave a failed request's unit back: its completed event says so, and
+    the unit goes back when the ledger first records the refund, never again on a replay."""
+    events = lifecycle(
+        organization_id=org.pk, key_id=key.pk, at_ms=now_ms() - 1000, outcome="backend_error", refunded=True
+    )
+    events[-1] = dataclasses.replace(events[-1], refund_owed=True)
+    for _ in range(2):  # the failed request's unit, and one served
+        admit(organization_id=org.pk, key_id=key.pk, at_ms=events[0].admitted_at_ms)  # type: ignore[arg-type]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_events_ingest(events=events[:1])
+        usage_events_ingest(events=events[1:])
+        usage_events_ingest(events=events)  # a replay
+
+    row = UsageEvent.objects.get(request_id=events[0].request_id)
+    assert (row.billed, row.refunded) == (False, True)
+    assert [state.used for state in status(organization_id=org.pk, key_id=key.pk, now_ms=now_ms())] == [1, 1, 1]  # type: ignore[attr-defined]
