@@ -1,4 +1,4 @@
-"""allauth hooks: a personal organization at sign-up, audit events on sign-in."""
+"""allauth hooks: a personal organization at sign-up, audit events on sign-in, the portal's rule for `next`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from accounts.audit import audit_record
 from accounts.models import User
 from accounts.net import client_ip
+from accounts.redirects import is_safe_next_url
 from accounts.services import organization_create_personal
 
 
@@ -34,3 +35,8 @@ class AccountAdapter(DefaultAccountAdapter):
         audit_record(
             action="user.sign_in", actor=user, target=user.email or "", data={"method": "email"}, ip=client_ip(request)
         )
+
+    def is_safe_url(self, url: str) -> bool:
+        """allauth's `next` (sign-in, sign-up, email confirmation) follows the same rule as every other `next` here."""
+        request: HttpRequest | None = self.request
+        return request is not None and is_safe_next_url(request, url)

@@ -15,6 +15,7 @@ from accounts.forms import InvitationForm, OrganizationForm, RoleForm
 from accounts.http import AuthedRequest
 from accounts.models import InvitationStatus, Membership, Role
 from accounts.net import client_ip
+from accounts.redirects import safe_next_url
 from accounts.views.access import membership_or_404, require_manager
 
 
@@ -42,10 +43,7 @@ def organization_list(request: AuthedRequest) -> HttpResponse:
 def organization_switch(request: AuthedRequest) -> HttpResponse:
     membership = membership_or_404(request, request.POST.get("organization", ""))
     set_current_organization(request, membership)
-    next_url = request.POST.get("next") or "/"
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    return redirect(next_url)
+    return redirect(safe_next_url(request, request.POST.get("next")))
 
 
 def _detail_context(membership: Membership) -> dict[str, object]:

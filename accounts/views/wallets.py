@@ -19,6 +19,7 @@ from accounts.errors import SiweError
 from accounts.http import AuthedRequest
 from accounts.models import Wallet
 from accounts.net import client_ip
+from accounts.redirects import safe_next_url
 
 MAX_BODY = 16 * 1024
 # Rates live with allauth's own (ACCOUNT_RATE_LIMITS in portal/settings.py), so sign-in by wallet is throttled in
@@ -51,7 +52,8 @@ def _site(request: HttpRequest) -> tuple[str, str]:
 
 @require_GET
 def siwe_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/siwe.html", {"next": request.GET.get("next", "")})
+    # Only a safe `next` reaches the page (and from it the script), so the page never carries another site's URL.
+    return render(request, "accounts/siwe.html", {"next": safe_next_url(request, request.GET.get("next"), default="")})
 
 
 @require_POST
@@ -93,10 +95,7 @@ def siwe_verify(request: HttpRequest) -> JsonResponse:
     except SiweError as error:
         return JsonResponse({"error": str(error)}, status=400)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    next_url = str(data.get("next") or "/")
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    return JsonResponse({"signed_in": verified.address, "redirect": next_url})
+    return JsonResponse({"signed_in": verified.address, "redirect": safe_next_url(request, data.get("next"))})
 
 
 @login_required
