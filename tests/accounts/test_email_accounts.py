@@ -152,3 +152,17 @@ def test_password_reset_mails_a_link(client: Client) -> None:
     assert response.status_code == 302
     assert len(mail.outbox) == 1
     assert "/accounts/password/reset/key/" in mail.outbox[0].body
+
+
+def test_the_demo_login_seeded_for_a_local_run_signs_in(client: Client) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from portal.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
+
+    call_command("seed_demo", stdout=StringIO())
+    response = client.post("/accounts/login/", {"login": DEMO_EMAIL, "password": DEMO_PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] != "/accounts/confirm-email/"
+    assert client.session["_auth_user_id"] == str(User.objects.get(email=DEMO_EMAIL).pk)
