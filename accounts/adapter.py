@@ -1,16 +1,19 @@
-"""allauth hooks: a personal organization at sign-up, audit events on sign-in."""
+"""allauth hooks: a personal organization at sign-up, audit events on sign-in, failed sign-ins counted per account
+and client network, at most a few "already registered" mails, and the portal's rule for `next`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import ratelimit
 from django.db import transaction
 from django.http import HttpRequest
 
 from accounts.audit import audit_record
 from accounts.models import User
-from accounts.net import client_ip
+from accounts.net import client_ip, client_network
+from accounts.redirects import is_safe_next_url
 from accounts.services import organization_create_personal
 
 
@@ -34,3 +37,21 @@ class AccountAdapter(DefaultAccountAdapter):
         audit_record(
             action="user.sign_in", actor=user, target=user.email or "", data={"method": "email"}, ip=client_ip(request)
         )
+
+    def is_safe_url(self, url: str) -> bool:
+        """allauth's `next` (sign-in, sign-up, email confirmation) follows the same rule as every other `next` here."""
+        request: HttpRequest | None = self.request
+        return request is not None and is_safe_next_url(request, url)
+
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
+        """The key of the `login_failed` limit's per-key part. allauth's is the account alone, so five wrong
+        passwords from anywhere locked the owner out everywhere; with the client's network added, a guesser uses up
+        only their own attempts (the per-address parts of the limit still stop them trying many accounts)."""
+        account = super()._get_login_attempts_cache_key(request, **credentials)
+        return f"{account}:{client_network(request) or 'unknown'}"
+
+    def send_account_already_exists_mail(self, email: str) -> None:
+        """A sign-up with a taken address answers like any other and mails the address's owner instead; a stranger
+        repeating it may not fill that inbox (`account_exists_mail` in ACCOUNT_RATE_LIMITS, keyed by the address)."""
+        if ratelimit.consume(self.request, action="account_exists_mail", key=email.lower()):
+            super().send_account_already_exists_mail(email)

@@ -17,3 +17,8 @@ class InvitationError(AccountsError):
 
 class SiweError(AccountsError):
     pass
+
+
+class SignUpUnavailable(AccountsError):
+    """The account or organization cannot be created now through no fault of the user (the operator's plan for
+    wallet-only accounts is missing); views answer 503."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
-from accounts.models import AuditEvent, Invitation, InvitationStatus, Membership, Organization, User
+from accounts.models import AuditEvent, Invitation, InvitationStatus, Membership, Organization, User, Wallet
 
 
 def memberships_of(*, user: User) -> QuerySet[Membership]:
@@ -48,3 +49,14 @@ def organization_pending_invitations(*, organization: Organization) -> QuerySet[
 
 def organization_audit_events(*, organization: Organization, limit: int = 100) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(organization=organization).select_related("actor")[:limit]
+
+
+def wallet_exists(*, address: str) -> bool:
+    """Whether the (checksummed) address is linked to an account: signing in with it is not a sign-up."""
+    return Wallet.objects.filter(address=address).exists()
+
+
+def user_is_wallet_only(*, user: User) -> bool:
+    """Signs in with a wallet and has proved no email address (wallets cost nothing to make; addresses must be
+    proved)."""
+    return user.wallets.exists() and not EmailAddress.objects.filter(user=user, verified=True).exists()

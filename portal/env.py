@@ -7,6 +7,7 @@ deployment fails at start-up instead of running with a silently different settin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -97,6 +98,19 @@ def env_choice(name: str, default: str, choices: tuple[str, ...], *, environ: Ma
     value = value.strip()
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def env_slug(name: str, *, max_length: int = 40, environ: Mapping[str, str] | None = None) -> str | None:
+    """A slug (letters, digits, `-`, `_`) naming something such as a plan, or None when unset or empty."""
+    value = _raw(name, environ)
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if len(value) > max_length or not re.fullmatch(r"[-a-zA-Z0-9_]+", value):
+        raise ImproperlyConfigured(
+            f"{name} must be a slug of letters, digits, '-' and '_' (at most {max_length}); got {value!r}"
+        )
     return value
 
 

@@ -22,6 +22,7 @@ from portal.env import (
     env_int,
     env_int_list,
     env_list,
+    env_slug,
     env_str,
     env_url,
     mailer_from_url,
@@ -147,14 +148,15 @@ AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
-# Email accounts (django-allauth). Verification is required before API keys can be created (not before signing in),
-# so a new user can look around at once; allauth's own rate limits on login and signup stay on (its defaults).
+# Email accounts (django-allauth). An email address must be verified before it signs in, so sign-up can answer the
+# same for a taken address as for a new one (allauth's enumeration prevention: the owner gets a mail instead).
+# docs/accounts.md tells the whole story.
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_EMAIL_VERIFICATION = "optional"
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
@@ -162,13 +164,29 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Cortensor Portal] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_SESSION_REMEMBER = None
-# allauth's defaults (login 30/m/ip; failed logins 10/m/ip and 5 per 5 minutes per account; signup 20/m/ip) plus
-# Sign-In with Ethereum: challenges are stored nonces, verifications are sign-in attempts.
-ACCOUNT_RATE_LIMITS = {"siwe_challenge": "30/m/ip", "siwe_verify": "20/m/ip"}
+# allauth's defaults (login 30/m/ip, signup 20/m/ip, ...) except:
+# - failed logins: per client address, and per account *from that address* (the adapter makes the key the pair), so
+#   guessing from one network never locks the owner out from theirs;
+# - "already registered" mails to an address that someone tries to sign up again (at most 3 an hour per address);
+# - Sign-In with Ethereum: challenges are stored nonces, verifications are sign-in attempts, and each new wallet is
+#   a new account (an organization with an allowance), so new wallets are limited per client address; a known
+#   wallet signing in again is never counted.
+SIWE_SIGNUPS_PER_HOUR = env_int("SIWE_SIGNUPS_PER_HOUR", 5, minimum=1)
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,60/h/ip,5/5m/key",
+    "account_exists_mail": "3/h/key",
+    "siwe_challenge": "30/m/ip",
+    "siwe_verify": "20/m/ip",
+    "siwe_signup": f"{SIWE_SIGNUPS_PER_HOUR}/h/ip",
+}
 
 # Sign-In with Ethereum (EIP-4361): the chains a message may name, and how long a challenge is valid.
 SIWE_ALLOWED_CHAIN_IDS = env_int_list("SIWE_ALLOWED_CHAIN_IDS", [1, 10, 137, 8453, 42161, 421614])
 SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600, minimum=30, maximum=3600)
+# A wallet costs nothing to make, an email address must be proved: an account with a wallet and no verified email
+# starts on this plan (a slug; unset = the default plan, like everyone) and moves to the default plan when it
+# verifies an address (billing/starting_plan.py).
+SIWE_WALLET_ONLY_PLAN = env_slug("SIWE_WALLET_ONLY_PLAN")
 
 # Organization invitations: how long an emailed link stays valid.
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1, maximum=90)

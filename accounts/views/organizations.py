@@ -10,11 +10,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import selectors, services
 from accounts.current import set_current_organization
-from accounts.errors import AccountsError
+from accounts.errors import AccountsError, SignUpUnavailable
 from accounts.forms import InvitationForm, OrganizationForm, RoleForm
 from accounts.http import AuthedRequest
 from accounts.models import InvitationStatus, Membership, Role
 from accounts.net import client_ip
+from accounts.redirects import safe_next_url
 from accounts.views.access import membership_or_404, require_manager
 
 
@@ -23,11 +24,18 @@ from accounts.views.access import membership_or_404, require_manager
 def organization_list(request: AuthedRequest) -> HttpResponse:
     form = OrganizationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        organization = services.organization_create(
-            name=form.cleaned_data["name"],
-            owner=request.user,
-            ip=client_ip(request),
-        )
+        try:
+            organization = services.organization_create(
+                name=form.cleaned_data["name"],
+                owner=request.user,
+                ip=client_ip(request),
+            )
+        except AccountsError as error:
+            form.add_error(None, str(error))
+            memberships = selectors.memberships_of(user=request.user)
+            context = {"memberships": memberships, "form": form}
+            status = 503 if isinstance(error, SignUpUnavailable) else 400
+            return render(request, "accounts/organization_list.html", context, status=status)
         membership = selectors.membership_for(user=request.user, slug=organization.slug)
         assert membership is not None
         set_current_organization(request, membership)
@@ -42,10 +50,7 @@ def organization_list(request: AuthedRequest) -> HttpResponse:
 def organization_switch(request: AuthedRequest) -> HttpResponse:
     membership = membership_or_404(request, request.POST.get("organization", ""))
     set_current_organization(request, membership)
-    next_url = request.POST.get("next") or "/"
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    return redirect(next_url)
+    return redirect(safe_next_url(request, request.POST.get("next")))
 
 
 def _detail_context(membership: Membership) -> dict[str, object]:

@@ -15,15 +15,18 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import siwe
-from accounts.errors import SiweError
+from accounts.errors import SignUpUnavailable, SiweError
 from accounts.http import AuthedRequest
 from accounts.models import Wallet
 from accounts.net import client_ip
+from accounts.redirects import safe_next_url
+from accounts.selectors import wallet_exists
 
 MAX_BODY = 16 * 1024
 # Rates live with allauth's own (ACCOUNT_RATE_LIMITS in portal/settings.py), so sign-in by wallet is throttled in
 # the same cache and by the same client address as sign-in by password.
 TOO_MANY = "Too many sign-in attempts from your network; wait a minute and try again."
+TOO_MANY_SIGNUPS = "Too many new wallet accounts from your network; try again in an hour, or sign up with email."
 
 
 def _throttled(request: HttpRequest, action: str) -> JsonResponse | None:
@@ -51,7 +54,8 @@ def _site(request: HttpRequest) -> tuple[str, str]:
 
 @require_GET
 def siwe_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/siwe.html", {"next": request.GET.get("next", "")})
+    # Only a safe `next` reaches the page (and from it the script), so the page never carries another site's URL.
+    return render(request, "accounts/siwe.html", {"next": safe_next_url(request, request.GET.get("next"), default="")})
 
 
 @require_POST
@@ -89,14 +93,17 @@ def siwe_verify(request: HttpRequest) -> JsonResponse:
         if request.user.is_authenticated:
             siwe.wallet_link(user=request.user, verified=verified, ip=client_ip(request))
             return JsonResponse({"linked": verified.address, "redirect": reverse("wallets")})
+        # A new wallet is a new account with its own organization and allowance: limited per client address. A
+        # known wallet signing in again is not counted.
+        if not wallet_exists(address=verified.address) and not ratelimit.consume(request, action="siwe_signup"):
+            return JsonResponse({"error": TOO_MANY_SIGNUPS}, status=429, headers={"Retry-After": "3600"})
         user = siwe.siwe_sign_in(verified=verified, ip=client_ip(request))
     except SiweError as error:
         return JsonResponse({"error": str(error)}, status=400)
+    except SignUpUnavailable as error:
+        return JsonResponse({"error": str(error)}, status=503)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    next_url = str(data.get("next") or "/")
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    return JsonResponse({"signed_in": verified.address, "redirect": next_url})
+    return JsonResponse({"signed_in": verified.address, "redirect": safe_next_url(request, data.get("next"))})
 
 
 @login_required

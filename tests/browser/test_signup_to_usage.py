@@ -1,6 +1,7 @@
-"""The whole path a new customer takes, in a real browser: sign up → verify the email → create a key → call the
-gateway with the OpenAI SDK → the open usage page shows the request without a reload → revoke the key → the next
-call gets 401 → the request log shows the request. Screenshots of each page go to the artifacts folder."""
+"""The whole path a new customer takes, in a real browser: sign up → verify the email (which signs in) → create a
+key → call the gateway with the OpenAI SDK → the open usage page shows the request without a reload → revoke the
+key → the next call gets 401 → the request log shows the request. Screenshots of each page go to the artifacts
+folder."""
 
 from __future__ import annotations
 
@@ -43,11 +44,18 @@ def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
 ) -> None:
     base = portal.url
 
-    # Sign up: lands on the dashboard of a new personal organization.
+    # Sign up: the page asks to verify the address first (sign-in waits for it).
     page.goto(f"{base}/accounts/signup/")
     page.get_by_label("Email").fill(EMAIL)
     page.locator("input[name=password1]").fill(TEST_PASSWORD)
     page.locator("input[name=password2]").fill(TEST_PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
+    assert "Confirmation email sent to new.customer@example.com" in page.inner_text("main")
+
+    # Verify the email with the link from the outbox: signs in and lands on the dashboard of a new personal
+    # organization.
+    page.goto(portal.mail_link(r"https?://\S+/accounts/confirm-email/\S+/"))
     page.locator("main form button[type=submit]").click()
     page.wait_for_url(re.compile(r"/orgs/[-\w]+/dashboard/$"))
     slug = page.url.rstrip("/").split("/")[-2]
@@ -56,11 +64,6 @@ def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
     assert organization.memberships.filter(user=user).exists()
     assert page.get_by_role("heading", name="Dashboard").is_visible()
     assert "Free plan" in page.inner_text("main")
-
-    # Verify the email with the link from the outbox.
-    page.goto(portal.mail_link(r"https?://\S+/accounts/confirm-email/\S+/"))
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_load_state()
 
     # Create a key; the secret is shown once.
     page.goto(f"{base}/orgs/{slug}/keys/")

@@ -10,6 +10,7 @@ from portal.env import (
     env_float,
     env_int,
     env_list,
+    env_slug,
     env_url,
     mailer_from_url,
     parse_database_url,
@@ -55,6 +56,16 @@ def test_env_list_splits_on_commas_and_refuses_empty_items() -> None:
 def test_env_choice_lists_the_allowed_values() -> None:
     with pytest.raises(ImproperlyConfigured, match="development, production"):
         env_choice("PORTAL_PROFILE", "development", ("development", "production"), environ={"PORTAL_PROFILE": "prod"})
+
+
+def test_env_slug_is_none_when_unset_and_refuses_what_is_not_a_slug() -> None:
+    assert env_slug("SIWE_WALLET_ONLY_PLAN", environ={}) is None
+    assert env_slug("SIWE_WALLET_ONLY_PLAN", environ={"SIWE_WALLET_ONLY_PLAN": " "}) is None
+    assert env_slug("SIWE_WALLET_ONLY_PLAN", environ={"SIWE_WALLET_ONLY_PLAN": " wallet-starter "}) == "wallet-starter"
+    with pytest.raises(ImproperlyConfigured, match="SIWE_WALLET_ONLY_PLAN must be a slug"):
+        env_slug("SIWE_WALLET_ONLY_PLAN", environ={"SIWE_WALLET_ONLY_PLAN": "Wallet plan"})
+    with pytest.raises(ImproperlyConfigured, match="at most 40"):
+        env_slug("SIWE_WALLET_ONLY_PLAN", environ={"SIWE_WALLET_ONLY_PLAN": "x" * 41})
 
 
 def test_env_url_requires_a_scheme_and_host() -> None:

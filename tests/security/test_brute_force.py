@@ -1,4 +1,5 @@
-"""Guessing is slowed down: password sign-in (allauth's rate limits, kept on) and Sign-In with Ethereum."""
+"""Guessing is slowed down: password sign-in (allauth's rate limits: per client address, and per account from that
+address, so a guesser never locks the owner out) and Sign-In with Ethereum."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.test import Client
 from eth_account import Account
 
 from accounts.models import User
+from tests.factories import TEST_PASSWORD, verified
 
 pytestmark = pytest.mark.django_db
 
@@ -21,28 +23,40 @@ def sign_in(client: Client, email: str, password: str, ip: str = "198.51.100.7")
     return response.status_code, response.content.decode()
 
 
-def test_five_wrong_passwords_lock_the_account_for_a_while_even_with_the_right_one(owner: User) -> None:
-    from tests.factories import TEST_PASSWORD
-
-    client = Client()
+def test_five_wrong_passwords_from_one_address_refuse_that_address_even_the_right_one(owner: User) -> None:
+    verified(owner)
+    guesser = Client()
     for _ in range(5):
-        status, page = sign_in(client, owner.email, WRONG)
+        status, page = sign_in(guesser, owner.email, WRONG)
         assert status == 200
         assert "not correct" in page
-    _, page = sign_in(client, owner.email, TEST_PASSWORD)
+    _, page = sign_in(guesser, owner.email, TEST_PASSWORD)
     assert "Too many failed login attempts" in page
-    assert "_auth_user_id" not in client.session
+    assert "_auth_user_id" not in guesser.session
 
 
-def test_the_account_lock_holds_when_the_guesser_changes_address(owner: User) -> None:
-    from tests.factories import TEST_PASSWORD
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out_from_another(owner: User) -> None:
+    """Anyone can type a victim's email: counting failures per account alone let a stranger lock the owner out."""
+    verified(owner)
+    guesser = Client()
+    for _ in range(20):
+        sign_in(guesser, owner.email, WRONG, ip="198.51.100.66")
+    assert "Too many failed login attempts" in sign_in(guesser, owner.email, TEST_PASSWORD, ip="198.51.100.66")[1]
+    the_owner = Client()
+    status, _ = sign_in(the_owner, owner.email, TEST_PASSWORD, ip="203.0.113.99")
+    assert status == 302
+    assert the_owner.session["_auth_user_id"] == str(owner.pk)
 
-    client = Client()
-    for attempt in range(5):
-        sign_in(client, owner.email, WRONG, ip=f"198.51.100.{attempt + 10}")
-    _, page = sign_in(client, owner.email, TEST_PASSWORD, ip="203.0.113.99")
+
+def test_addresses_of_one_ipv6_network_count_as_one_client(owner: User) -> None:
+    verified(owner)
+    guesser = Client()
+    for n in range(5):
+        sign_in(guesser, owner.email, WRONG, ip=f"2001:db8:5:7::{n + 1:x}")
+    _, page = sign_in(guesser, owner.email, TEST_PASSWORD, ip="2001:db8:5:7::ff")
     assert "Too many failed login attempts" in page
-    assert "_auth_user_id" not in client.session
+    status, _ = sign_in(Client(), owner.email, TEST_PASSWORD, ip="2001:db8:9:9::1")
+    assert status == 302
 
 
 def test_one_address_guessing_many_accounts_is_stopped(db: None) -> None:
@@ -51,11 +65,12 @@ def test_one_address_guessing_many_accounts_is_stopped(db: None) -> None:
     pages = [sign_in(client, "another@example.com", WRONG)[1]]
     assert statuses[:10] == [200] * 10
     assert "Too many failed login attempts" in pages[-1]
+    # Meanwhile everyone else signs in as usual.
+    assert sign_in(Client(), "another@example.com", WRONG, ip="203.0.113.40")[0] == 200
 
 
 def test_a_correct_password_still_works_for_someone_else_meanwhile(owner: User, member: User) -> None:
-    from tests.factories import TEST_PASSWORD
-
+    verified(member)
     guesser = Client()
     for _ in range(5):
         sign_in(guesser, owner.email, WRONG, ip="198.51.100.50")

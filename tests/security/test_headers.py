@@ -14,7 +14,7 @@ import pytest
 from django.test import Client, override_settings
 
 from tests.conftest import ROOT
-from tests.factories import TEST_PASSWORD
+from tests.factories import TEST_PASSWORD, verified
 from tests.portal.test_settings import PRODUCTION, manage
 from tests.security.conftest import World
 from tests.security.urlmatrix import ANON, OK, OWNER, probes_for, url_patterns
@@ -141,6 +141,7 @@ def production() -> dict[str, Any]:
 
 def test_production_cookies_are_https_only_and_hidden_from_scripts(production: dict[str, Any], owner: Any) -> None:
     """Signs in through the real login form with the production profile's values, over HTTPS behind the proxy."""
+    verified(owner)  # an unverified address is sent to verify it instead of signing in
     with override_settings(**production):
         client = Client()
         page = client.get("/accounts/login/", secure=True)
@@ -153,6 +154,7 @@ def test_production_cookies_are_https_only_and_hidden_from_scripts(production: d
             secure=True,
         )
         assert response.status_code == 302
+        assert response["Location"] != "/accounts/confirm-email/"
         session = response.cookies["sessionid"]
         assert session["secure"], "the session cookie must never travel over plain HTTP"
         assert session["httponly"], "scripts must not read the session cookie"

@@ -1,0 +1,23 @@
+"""Reactions to allauth's events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from allauth.account.signals import email_confirmed
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from accounts.net import client_ip
+from billing.starting_plan import subscriptions_leave_wallet_only_plan
+
+
+@receiver(email_confirmed, dispatch_uid="accounts.leave_wallet_only_plan")
+def leave_wallet_only_plan(
+    sender: type[EmailAddress], request: HttpRequest | None, email_address: EmailAddress, **kwargs: Any
+) -> None:
+    """A proved email address ends the wallet-only start (the link, or an operator's "mark verified" in the admin)."""
+    subscriptions_leave_wallet_only_plan(
+        user=email_address.user, ip=client_ip(request) if request is not None else None
+    )
