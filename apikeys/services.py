@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -22,6 +23,7 @@ from apikeys.errors import ApiKeyError
 from apikeys.keyformat import display_prefix, generate_key, key_digest, last_four
 from apikeys.models import ApiKey, KeyStatus, Scope
 from apikeys.records import record_cache_key
+from billing.selectors import NoDefaultPlan, plan_snapshot_for_organization
 from portal.invalidation import publish_on_commit
 from portal.redis import sync_redis
 
@@ -32,6 +34,8 @@ MAX_METADATA_ENTRIES = 20
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 200
 MAX_ALLOWED_MODELS = 50
+MAX_KEY_RATE_LIMIT = 1_000_000  # when no plan applies
+MAX_KEY_RATE_LIMIT_COLUMN = 2**31 - 1  # PostgreSQL integer: a larger value is a database error, not a limit
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,27 @@ def _clean_models(models: object) -> list[str]:
     return sorted(set(models))
 
 
-def _clean_rate_limit(rate_limit: object) -> int | None:
+def rate_limit_most(*, organization: Organization) -> tuple[int, str]:
+    """The highest rate limit a key of `organization` may be given, and what sets it: the plan's limit per key (the
+    gateway applies the lower of the two, so more would mean nothing), else a bound far inside the column's range."""
+    try:
+        plan = plan_snapshot_for_organization(organization_id=organization.pk)
+    except NoDefaultPlan:
+        return MAX_KEY_RATE_LIMIT, "the most a key can have"
+    return min(plan.key_rate_requests, MAX_KEY_RATE_LIMIT_COLUMN), f"the {plan.name} plan's limit per key"
+
+
+def _clean_rate_limit(rate_limit: object, *, organization: Organization) -> int | None:
     if rate_limit in (None, ""):
         return None
-    if not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or rate_limit < 1:
-        raise ApiKeyError("The key's rate limit must be a whole number of requests, 1 or more.", field="rate_limit")
-    return rate_limit
+    most, reason = rate_limit_most(organization=organization)
+    if isinstance(rate_limit, int) and not isinstance(rate_limit, bool) and 1 <= rate_limit <= most:
+        return rate_limit
+    raise ApiKeyError(
+        f"The key's rate limit must be a whole number of requests from 1 to {most:,} ({reason}); "
+        "leave it empty for the plan's limit.",
+        field="rate_limit",
+    )
 
 
 def actor_may_issue(actor: User | None) -> bool:
@@ -149,7 +168,12 @@ def apikey_issue(
         "scopes": _clean_scopes(scopes),
         "expires_at": _clean_expiry(expires_at),
         "allowed_models": _clean_models(allowed_models),
-        "rate_limit_requests": _clean_rate_limit(rate_limit),
+        # A rotated key keeps its limit even if the plan's is lower now: the gateway applies the lower one anyway.
+        "rate_limit_requests": (
+            _rotated_from.rate_limit_requests
+            if _rotated_from is not None
+            else _clean_rate_limit(rate_limit, organization=organization)
+        ),
         "metadata": _clean_metadata(metadata),
     }
     secret = generate_key()
@@ -186,7 +210,7 @@ def apikey_update(
         "name": _clean_name,
         "metadata": _clean_metadata,
         "allowed_models": _clean_models,
-        "rate_limit": _clean_rate_limit,
+        "rate_limit": partial(_clean_rate_limit, organization=key.organization),
         "scopes": _clean_scopes,
         "expires_at": _clean_expiry,
     }
@@ -254,7 +278,6 @@ def apikey_rotate(*, key: ApiKey, actor: User | None, grace: str = "none", ip: s
             scopes=old.scopes,
             expires_at=old.expires_at,
             allowed_models=old.allowed_models,
-            rate_limit=old.rate_limit_requests,
             metadata=old.metadata,
             ip=ip,
             _rotated_from=old,
