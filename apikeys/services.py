@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Organization, User
+from apikeys import selectors
 from apikeys.errors import ApiKeyError
 from apikeys.keyformat import display_prefix, generate_key, key_digest, last_four
 from apikeys.models import ApiKey, KeyStatus, Scope
@@ -159,8 +160,11 @@ def apikey_issue(
     rate_limit: object = None,
     metadata: object = None,
     ip: str | None = None,
+    creator: User | None = None,
     _rotated_from: ApiKey | None = None,
 ) -> IssuedKey:
+    """`creator`: whose key it is when that is not the actor (the command line acts as no portal user): usage is
+    attributed to them and a `manage` key manages only while they are an owner or admin. Default: the actor."""
     if not actor_may_issue(actor):
         raise ApiKeyError("Verify your email address before creating API keys; check your inbox for the link.")
     clean: dict[str, Any] = {
@@ -180,7 +184,7 @@ def apikey_issue(
     with transaction.atomic():
         key = ApiKey.objects.create(
             organization=organization,
-            created_by=actor,
+            created_by=creator or actor,
             digest=key_digest(secret),
             prefix=display_prefix(secret),
             last4=last_four(secret),
@@ -240,7 +244,10 @@ def apikey_update(
     return key
 
 
-def apikey_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> ApiKey:
+def apikey_revoke(
+    *, key: ApiKey, actor: User | None, ip: str | None = None, because: dict[str, str] | None = None
+) -> ApiKey:
+    """`because`: when the revoke follows from another change (a membership's), what it was, for the audit row."""
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if key.status == KeyStatus.REVOKED:
@@ -254,11 +261,40 @@ def apikey_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> 
             actor=actor,
             organization=key.organization,
             target=key.masked,
-            data={"key_id": key.pk},
+            data={"key_id": key.pk, **(because or {})},
             ip=ip,
         )
         _forget_cached(key.digest)
     return key
+
+
+def apikeys_end_management_rights(
+    *, organization: Organization, user: User, actor: User | None, reason: str, ip: str | None = None
+) -> int:
+    """`user` can no longer manage `organization`: the keys they made for management stop managing. A key that
+    only manages is revoked; one that also has other scopes (inference) loses `manage` and keeps the rest, because
+    inference keys belong to the organization and its applications, not to the person. One audit row per key.
+    Returns how many keys changed."""
+    because = {"reason": reason, "creator": str(user)}
+    with transaction.atomic():
+        keys = list(selectors.apikeys_for_management(organization=organization, created_by=user).select_for_update())
+        for key in keys:
+            rest = [scope for scope in key.scopes if scope != Scope.MANAGE]
+            if not rest:
+                apikey_revoke(key=key, actor=actor, ip=ip, because=because)
+                continue
+            key.scopes = rest
+            key.save(update_fields=["scopes"])
+            audit_record(
+                action="apikey.downgrade",
+                actor=actor,
+                organization=organization,
+                target=key.masked,
+                data={"key_id": key.pk, "removed_scopes": [Scope.MANAGE.value], "scopes": rest, **because},
+                ip=ip,
+            )
+            _forget_cached(key.digest)
+    return len(keys)
 
 
 def apikey_rotate(*, key: ApiKey, actor: User | None, grace: str = "none", ip: str | None = None) -> IssuedKey:
