@@ -1,12 +1,12 @@
 """Issue, update, revoke and rotate API keys: the one implementation behind pages, REST API, admin and CLI.
 
 Every change writes an audit event and, once committed, tells every gateway worker to drop its cached record
-(`portal.invalidation`), so a revoked key stops working everywhere within a second.
+(`portal.invalidation`, retried through its outbox while Redis is away), so a revoked key stops working everywhere
+within a second, or within a second of Redis coming back.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,9 +26,6 @@ from apikeys.models import ApiKey, KeyStatus, Scope
 from apikeys.records import record_cache_key
 from billing.selectors import NoDefaultPlan, plan_snapshot_for_organization
 from portal.invalidation import publish_on_commit
-from portal.redis import sync_redis
-
-log = logging.getLogger(__name__)
 
 GRACE_PERIODS = {"none": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 MAX_METADATA_ENTRIES = 20
@@ -135,18 +132,10 @@ def actor_may_issue(actor: User | None) -> bool:
 
 
 def _forget_cached(digest: str) -> None:
-    """Drop the shared cached record now and tell every worker to drop its own once the change is committed."""
-
-    def forget() -> None:
-        client = sync_redis()
-        if client is not None:
-            try:
-                client.delete(record_cache_key(digest))
-            except Exception:  # the record's short TTL covers a miss; never fail the change for it
-                log.warning("could not drop a cached key record", exc_info=True)
-
-    transaction.on_commit(forget)
-    publish_on_commit("apikey", digest)
+    """Once the change is committed, drop the shared cached record and tell every worker to drop its own: through
+    the invalidation outbox, so a Redis outage at that moment delays this until Redis is back instead of leaving the
+    old record in use for its whole TTL."""
+    publish_on_commit("apikey", digest, drop_keys=[record_cache_key(digest)])
 
 
 def apikey_issue(
