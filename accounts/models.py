@@ -82,6 +82,9 @@ class Role(models.TextChoices):
     MEMBER = "member", "Member"
 
 
+MANAGING_ROLES = (Role.OWNER, Role.ADMIN)  # the roles that manage members and keys
+
+
 class Organization(models.Model):
     """The unit that owns API keys, a plan and an allowance. Every user gets a personal one at sign-up."""
 
@@ -115,7 +118,7 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         """Owners and admins manage keys and members."""
-        return self.role in (Role.OWNER, Role.ADMIN)
+        return self.role in MANAGING_ROLES
 
     @property
     def is_owner(self) -> bool:

@@ -6,7 +6,16 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
-from accounts.models import AuditEvent, Invitation, InvitationStatus, Membership, Organization, User, Wallet
+from accounts.models import (
+    MANAGING_ROLES,
+    AuditEvent,
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Organization,
+    User,
+    Wallet,
+)
 
 
 def memberships_of(*, user: User) -> QuerySet[Membership]:
@@ -33,6 +42,13 @@ def membership_current(*, user: User | AnonymousUser, slug: str | None) -> Membe
         if membership is not None:
             return membership
     return memberships_of(user=user).first()
+
+
+def member_can_manage(*, user_id: int | None, organization_id: int) -> bool:
+    """Whether the user is an owner or admin of the organization right now (None, a deleted user: no)."""
+    if user_id is None:
+        return False
+    return Membership.objects.filter(user_id=user_id, organization_id=organization_id, role__in=MANAGING_ROLES).exists()
 
 
 def organization_members(*, organization: Organization) -> QuerySet[Membership]:

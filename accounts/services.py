@@ -1,7 +1,9 @@
 """Writes about organizations, memberships and invitations. Each writes an audit event.
 
 Role rules: owners and admins manage members and keys; only owners grant or take the owner role; an organization
-always keeps at least one owner (the last owner can neither leave nor be demoted or removed).
+always keeps at least one owner (the last owner can neither leave nor be demoted or removed). A member who stops
+being able to manage (demoted to member, removed, left) loses what those rights gave them elsewhere, such as API
+keys made for management, in the same transaction (`accounts.hooks`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.utils.text import slugify
 
 from accounts.audit import audit_record
 from accounts.errors import AccountsError, InvitationError, LastOwnerError, SignUpUnavailable
+from accounts.hooks import manager_rights_end
 from accounts.models import Invitation, InvitationStatus, Membership, Organization, Role, User
 from billing.starting_plan import StartingPlanUnavailable, subscription_start, subscriptions_leave_wallet_only_plan
 
@@ -99,6 +102,14 @@ def membership_change_role(
             data={"from": previous, "to": role},
             ip=ip,
         )
+        if not target.can_manage:
+            manager_rights_end(
+                organization=target.organization,
+                user=target.user,
+                actor=actor.user,
+                reason="membership.role_change",
+                ip=ip,
+            )
     return target
 
 
@@ -115,6 +126,8 @@ def membership_remove(*, actor_membership: Membership, membership: Membership, i
             raise LastOwnerError("The last owner cannot leave or be removed; make someone else an owner first.")
         action = "membership.leave" if actor.pk == target.pk else "membership.remove"
         audit_record(action=action, actor=actor.user, organization=target.organization, target=str(target.user), ip=ip)
+        # Whatever their role: keys made for management while they were an admin end with their membership too.
+        manager_rights_end(organization=target.organization, user=target.user, actor=actor.user, reason=action, ip=ip)
         target.delete()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -16,6 +14,7 @@ from apikeys import selectors, services
 from apikeys.api_access import api_caller
 from apikeys.errors import ApiKeyError
 from apikeys.models import ApiKey
+from apikeys.secrecy import uncacheable
 from apikeys.serializers import (
     ApiKeyCreateSerializer,
     ApiKeyRotateSerializer,
@@ -25,10 +24,11 @@ from apikeys.serializers import (
 )
 
 
-def _issued(issued: services.IssuedKey) -> dict[str, Any]:
+def _issued(issued: services.IssuedKey) -> Response:
+    """201 with the new key and its secret, which no cache may keep."""
     data = dict(IssuedKeySerializer(issued.key).data)
     data["secret"] = issued.secret
-    return data
+    return uncacheable(Response(data, status=status.HTTP_201_CREATED))
 
 
 def _field_error(error: ApiKeyError) -> ValidationError:
@@ -71,7 +71,7 @@ class ApiKeyViewSet(viewsets.ViewSet):
             )
         except ApiKeyError as error:
             raise _field_error(error) from None
-        return Response(_issued(issued), status=status.HTTP_201_CREATED)
+        return _issued(issued)
 
     @extend_schema(responses=ApiKeySerializer)
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
@@ -120,4 +120,4 @@ class ApiKeyViewSet(viewsets.ViewSet):
             )
         except ApiKeyError as error:
             raise _field_error(error) from None
-        return Response(_issued(issued), status=status.HTTP_201_CREATED)
+        return _issued(issued)

@@ -1,6 +1,7 @@
 """Who is calling the management API, and for which organization.
 
-A `manage`-scoped key acts for its own organization. A browser session acts for `?organization=<slug>` when given,
+A `manage`-scoped key acts for its own organization, while its creator is an owner or admin there (checked by
+apikeys.authentication on every request). A browser session acts for `?organization=<slug>` when given,
 else for the organization currently selected in the portal. Another organization is a 404, never its data.
 """
 

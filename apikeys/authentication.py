@@ -1,4 +1,5 @@
-"""DRF authentication with a `manage`-scoped API key (`Authorization: Bearer ctx_live_...`)."""
+"""DRF authentication with a `manage`-scoped API key (`Authorization: Bearer ctx_live_...`), accepted only while
+the key's creator is an owner or admin of the key's organization."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from accounts.selectors import member_can_manage
 from apikeys.keyformat import KeyShape, parse_key
 from apikeys.models import ApiKey, KeyStatus, Scope
 
@@ -48,6 +50,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(f"This API key is {status}.")
         if Scope.MANAGE not in key.scopes:
             raise exceptions.PermissionDenied("This key lacks the manage scope needed for the management API.")
+        # A key manages with at most its creator's rights as they are now, checked on every request: a demotion or
+        # removal takes effect at once, even one made where the key cleanup does not run (the operator admin).
+        if not member_can_manage(user_id=key.created_by_id, organization_id=key.organization_id):
+            raise exceptions.PermissionDenied(
+                "This key's management rights ended: the person who created it is no longer an owner or admin of "
+                f"{key.organization.name}. An owner or admin can create a new manage key."
+            )
         return ApiKeyPrincipal(key), key
 
     def authenticate_header(self, request: Request) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from accounts.models import Organization
-from apikeys.models import ApiKey
+from accounts.models import Organization, User
+from apikeys.models import ApiKey, KeyStatus, Scope
 from apikeys.records import KeyRecord
 
 
@@ -15,6 +16,30 @@ def apikeys_for_organization(*, organization: Organization) -> QuerySet[ApiKey]:
 
 def apikey_for_organization(*, organization: Organization, key_id: int) -> ApiKey | None:
     return ApiKey.objects.filter(organization=organization, pk=key_id).first()
+
+
+def apikeys_for_management(*, organization: Organization, created_by: User | None = None) -> QuerySet[ApiKey]:
+    """Keys of `organization` that can still call the management API (active, unexpired, `manage` scope), all of
+    them or those `created_by` one person."""
+    keys = ApiKey.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()),
+        organization=organization,
+        status=KeyStatus.ACTIVE,
+        scopes__contains=[Scope.MANAGE],
+    )
+    return keys if created_by is None else keys.filter(created_by=created_by)
+
+
+def apikeys_for_management_per_creator(*, organization: Organization) -> dict[int, int]:
+    """How many such keys each member created: {user id: count}, members with none left out."""
+    rows = (
+        apikeys_for_management(organization=organization)
+        .exclude(created_by=None)
+        .order_by()
+        .values("created_by_id")
+        .annotate(count=Count("id"))
+    )
+    return {row["created_by_id"]: row["count"] for row in rows}
 
 
 def _record(key: ApiKey) -> KeyRecord:

@@ -7,6 +7,11 @@ from rest_framework import serializers
 from apikeys.models import ApiKey, Scope
 from apikeys.services import GRACE_PERIODS
 
+RATE_LIMIT_HELP = (
+    "Requests per the plan's key window for this key: 1 to the plan's limit per key (1,000,000 when no plan "
+    "applies). Null or absent: the plan's limit."
+)
+
 
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, so a typo in a request is reported instead of silently ignored."""
@@ -60,7 +65,7 @@ class ApiKeyCreateSerializer(StrictSerializer):
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     allowed_models = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
-    rate_limit = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    rate_limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text=RATE_LIMIT_HELP)
     metadata = serializers.DictField(child=serializers.CharField(max_length=200, allow_blank=True), required=False)
 
 
@@ -68,7 +73,7 @@ class ApiKeyUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100, required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     allowed_models = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
-    rate_limit = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    rate_limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text=RATE_LIMIT_HELP)
     metadata = serializers.DictField(child=serializers.CharField(max_length=200, allow_blank=True), required=False)
 
 

@@ -1,15 +1,16 @@
 """Issue, update, revoke and rotate API keys: the one implementation behind pages, REST API, admin and CLI.
 
 Every change writes an audit event and, once committed, tells every gateway worker to drop its cached record
-(`portal.invalidation`), so a revoked key stops working everywhere within a second.
+(`portal.invalidation`, retried through its outbox while Redis is away), so a revoked key stops working everywhere
+within a second, or within a second of Redis coming back.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -18,20 +19,21 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Organization, User
+from apikeys import selectors
 from apikeys.errors import ApiKeyError
 from apikeys.keyformat import display_prefix, generate_key, key_digest, last_four
 from apikeys.models import ApiKey, KeyStatus, Scope
 from apikeys.records import record_cache_key
+from billing.selectors import NoDefaultPlan, plan_snapshot_for_organization
 from portal.invalidation import publish_on_commit
-from portal.redis import sync_redis
-
-log = logging.getLogger(__name__)
 
 GRACE_PERIODS = {"none": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 MAX_METADATA_ENTRIES = 20
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 200
 MAX_ALLOWED_MODELS = 50
+MAX_KEY_RATE_LIMIT = 1_000_000  # when no plan applies
+MAX_KEY_RATE_LIMIT_COLUMN = 2**31 - 1  # PostgreSQL integer: a larger value is a database error, not a limit
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,27 @@ def _clean_models(models: object) -> list[str]:
     return sorted(set(models))
 
 
-def _clean_rate_limit(rate_limit: object) -> int | None:
+def rate_limit_most(*, organization: Organization) -> tuple[int, str]:
+    """The highest rate limit a key of `organization` may be given, and what sets it: the plan's limit per key (the
+    gateway applies the lower of the two, so more would mean nothing), else a bound far inside the column's range."""
+    try:
+        plan = plan_snapshot_for_organization(organization_id=organization.pk)
+    except NoDefaultPlan:
+        return MAX_KEY_RATE_LIMIT, "the most a key can have"
+    return min(plan.key_rate_requests, MAX_KEY_RATE_LIMIT_COLUMN), f"the {plan.name} plan's limit per key"
+
+
+def _clean_rate_limit(rate_limit: object, *, organization: Organization) -> int | None:
     if rate_limit in (None, ""):
         return None
-    if not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or rate_limit < 1:
-        raise ApiKeyError("The key's rate limit must be a whole number of requests, 1 or more.", field="rate_limit")
-    return rate_limit
+    most, reason = rate_limit_most(organization=organization)
+    if isinstance(rate_limit, int) and not isinstance(rate_limit, bool) and 1 <= rate_limit <= most:
+        return rate_limit
+    raise ApiKeyError(
+        f"The key's rate limit must be a whole number of requests from 1 to {most:,} ({reason}); "
+        "leave it empty for the plan's limit.",
+        field="rate_limit",
+    )
 
 
 def actor_may_issue(actor: User | None) -> bool:
@@ -115,18 +132,10 @@ def actor_may_issue(actor: User | None) -> bool:
 
 
 def _forget_cached(digest: str) -> None:
-    """Drop the shared cached record now and tell every worker to drop its own once the change is committed."""
-
-    def forget() -> None:
-        client = sync_redis()
-        if client is not None:
-            try:
-                client.delete(record_cache_key(digest))
-            except Exception:  # the record's short TTL covers a miss; never fail the change for it
-                log.warning("could not drop a cached key record", exc_info=True)
-
-    transaction.on_commit(forget)
-    publish_on_commit("apikey", digest)
+    """Once the change is committed, drop the shared cached record and tell every worker to drop its own: through
+    the invalidation outbox, so a Redis outage at that moment delays this until Redis is back instead of leaving the
+    old record in use for its whole TTL."""
+    publish_on_commit("apikey", digest, drop_keys=[record_cache_key(digest)])
 
 
 def apikey_issue(
@@ -140,8 +149,11 @@ def apikey_issue(
     rate_limit: object = None,
     metadata: object = None,
     ip: str | None = None,
+    creator: User | None = None,
     _rotated_from: ApiKey | None = None,
 ) -> IssuedKey:
+    """`creator`: whose key it is when that is not the actor (the command line acts as no portal user): usage is
+    attributed to them and a `manage` key manages only while they are an owner or admin. Default: the actor."""
     if not actor_may_issue(actor):
         raise ApiKeyError("Verify your email address before creating API keys; check your inbox for the link.")
     clean: dict[str, Any] = {
@@ -149,14 +161,19 @@ def apikey_issue(
         "scopes": _clean_scopes(scopes),
         "expires_at": _clean_expiry(expires_at),
         "allowed_models": _clean_models(allowed_models),
-        "rate_limit_requests": _clean_rate_limit(rate_limit),
+        # A rotated key keeps its limit even if the plan's is lower now: the gateway applies the lower one anyway.
+        "rate_limit_requests": (
+            _rotated_from.rate_limit_requests
+            if _rotated_from is not None
+            else _clean_rate_limit(rate_limit, organization=organization)
+        ),
         "metadata": _clean_metadata(metadata),
     }
     secret = generate_key()
     with transaction.atomic():
         key = ApiKey.objects.create(
             organization=organization,
-            created_by=actor,
+            created_by=creator or actor,
             digest=key_digest(secret),
             prefix=display_prefix(secret),
             last4=last_four(secret),
@@ -186,7 +203,7 @@ def apikey_update(
         "name": _clean_name,
         "metadata": _clean_metadata,
         "allowed_models": _clean_models,
-        "rate_limit": _clean_rate_limit,
+        "rate_limit": partial(_clean_rate_limit, organization=key.organization),
         "scopes": _clean_scopes,
         "expires_at": _clean_expiry,
     }
@@ -216,7 +233,10 @@ def apikey_update(
     return key
 
 
-def apikey_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> ApiKey:
+def apikey_revoke(
+    *, key: ApiKey, actor: User | None, ip: str | None = None, because: dict[str, str] | None = None
+) -> ApiKey:
+    """`because`: when the revoke follows from another change (a membership's), what it was, for the audit row."""
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if key.status == KeyStatus.REVOKED:
@@ -230,11 +250,40 @@ def apikey_revoke(*, key: ApiKey, actor: User | None, ip: str | None = None) -> 
             actor=actor,
             organization=key.organization,
             target=key.masked,
-            data={"key_id": key.pk},
+            data={"key_id": key.pk, **(because or {})},
             ip=ip,
         )
         _forget_cached(key.digest)
     return key
+
+
+def apikeys_end_management_rights(
+    *, organization: Organization, user: User, actor: User | None, reason: str, ip: str | None = None
+) -> int:
+    """`user` can no longer manage `organization`: the keys they made for management stop managing. A key that
+    only manages is revoked; one that also has other scopes (inference) loses `manage` and keeps the rest, because
+    inference keys belong to the organization and its applications, not to the person. One audit row per key.
+    Returns how many keys changed."""
+    because = {"reason": reason, "creator": str(user)}
+    with transaction.atomic():
+        keys = list(selectors.apikeys_for_management(organization=organization, created_by=user).select_for_update())
+        for key in keys:
+            rest = [scope for scope in key.scopes if scope != Scope.MANAGE]
+            if not rest:
+                apikey_revoke(key=key, actor=actor, ip=ip, because=because)
+                continue
+            key.scopes = rest
+            key.save(update_fields=["scopes"])
+            audit_record(
+                action="apikey.downgrade",
+                actor=actor,
+                organization=organization,
+                target=key.masked,
+                data={"key_id": key.pk, "removed_scopes": [Scope.MANAGE.value], "scopes": rest, **because},
+                ip=ip,
+            )
+            _forget_cached(key.digest)
+    return len(keys)
 
 
 def apikey_rotate(*, key: ApiKey, actor: User | None, grace: str = "none", ip: str | None = None) -> IssuedKey:
@@ -254,7 +303,6 @@ def apikey_rotate(*, key: ApiKey, actor: User | None, grace: str = "none", ip: s
             scopes=old.scopes,
             expires_at=old.expires_at,
             allowed_models=old.allowed_models,
-            rate_limit=old.rate_limit_requests,
             metadata=old.metadata,
             ip=ip,
             _rotated_from=old,

@@ -18,6 +18,7 @@ from apikeys import selectors, services
 from apikeys.errors import ApiKeyError
 from apikeys.forms import KeyCreateForm, KeyRotateForm, KeySettingsForm
 from apikeys.models import ApiKey
+from apikeys.secrecy import uncacheable
 from billing.selectors import NoDefaultPlan, plan_snapshot_for_organization
 from routing.selectors import model_aliases_listed
 
@@ -66,9 +67,7 @@ def _secret_panel(
         "example_model": _example_model(membership.organization_id, issued.key.allowed_models),
     }
     template = "apikeys/secret.html#panel" if request.htmx else "apikeys/secret.html"  # type: ignore[attr-defined]
-    response = render(request, template, context)
-    response["Cache-Control"] = "no-store"  # the secret must not be kept by any cache
-    return response
+    return uncacheable(render(request, template, context))
 
 
 @login_required

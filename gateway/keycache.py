@@ -3,6 +3,11 @@
 A steady-state request finds its record in process memory and makes no network call at all. Changes arrive by
 invalidation (`gateway.listener`) within a second; the TTLs below are only a safety net for a lost message. Unknown
 digests are remembered briefly too, so a client hammering with a bad key does not reach the database every time.
+
+`clear()` is what the listener calls when it may have missed messages (its Redis connection broke). The Redis copy
+of a record may then be stale too: a key revoked while Redis was away still has its old record there until the
+invalidation outbox deletes it. So every digest this worker held when it cleared is re-checked against the
+database on its next use, skipping Redis, and the Redis copy is deleted once Redis answers again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from apikeys.records import CACHE_TTL_SECONDS, KeyRecord, record_cache_key
 from apikeys.selectors import apikey_record_by_digest_async
 from gateway.db import read_database
 from portal.redis import hot_redis
+from portal.redis_pipe import PipelinedRedis
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,8 @@ class KeyCache:
     def __init__(self) -> None:
         self._local: dict[str, tuple[KeyRecord | None, float]] = {}
         self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        # Digests held when caches were cleared after a gap in invalidations: read from the database, not Redis.
+        self._suspect: set[str] = set()
         self.database_reads = 0  # for tests and metrics: how often a miss reached the database
 
     async def get(self, digest: str) -> KeyRecord | None:
@@ -56,6 +64,8 @@ class KeyCache:
 
     async def _load(self, digest: str) -> KeyRecord | None:
         client = hot_redis()
+        if digest in self._suspect:
+            return await self._recheck(digest, client)
         if client is not None:
             try:
                 raw = await client.get(record_cache_key(digest))
@@ -85,8 +95,31 @@ class KeyCache:
             return entry[0]
         return None
 
+    async def _recheck(self, digest: str, client: PipelinedRedis | None) -> KeyRecord | None:
+        """The database's record for a digest whose Redis copy may have missed an invalidation; that copy is
+        deleted (not rewritten: a change committed meanwhile must not be overwritten with what was just read), and
+        the digest stays suspect until the delete succeeds."""
+        self.database_reads += 1
+        record = await read_database(lambda: apikey_record_by_digest_async(digest=digest))
+        if client is None:
+            self._suspect.discard(digest)
+            return record
+        try:
+            await client.execute("DEL", record_cache_key(digest))
+        except Exception:
+            log.warning("key cache: Redis delete failed; the key stays checked against the database")
+        else:
+            self._suspect.discard(digest)
+        return record
+
     def forget(self, digest: str) -> None:
         self._local.pop(digest, None)
 
     def clear(self) -> None:
+        """Drop everything after a possible gap in invalidations; what was held is re-checked (module docstring)."""
+        self._suspect.update(self._local)
         self._local.clear()
+
+    @property
+    def suspect_count(self) -> int:
+        return len(self._suspect)

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class PortalConfig(AppConfig):
-    """Site-level pieces that belong to no single domain app (the demo data command)."""
+    """Site-level pieces that belong to no single domain app: the demo data command, the invalidation outbox."""
 
     name = "portal"
     verbose_name = "Portal"

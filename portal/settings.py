@@ -307,6 +307,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(ROUTING_PROBE_INTERVAL_SECONDS),
     },
     "metering-drain-usage": {"task": "metering.tasks.drain_usage_stream", "schedule": 1.0, "options": {"expires": 10}},
+    # Invalidations Redis could not take when their change committed (portal/outbox.py): a revoke made during an
+    # outage reaches the workers and the shared key cache within about a second of Redis coming back.
+    "portal-deliver-invalidations": {
+        "task": "portal.tasks.deliver_invalidations",
+        "schedule": 1.0,
+        "options": {"expires": 10},
+    },
     "metering-reconcile": {"task": "metering.tasks.reconcile_usage", "schedule": 300.0, "options": {"expires": 240}},
     "metering-prune": {"task": "metering.tasks.prune_usage_events", "schedule": crontab(hour=3, minute=17)},
     "billing-ledger-close-usage-periods": {

@@ -12,8 +12,9 @@ from accounts import selectors, services
 from accounts.current import set_current_organization
 from accounts.errors import AccountsError, SignUpUnavailable
 from accounts.forms import InvitationForm, OrganizationForm, RoleForm
+from accounts.hooks import manager_rights_consequences
 from accounts.http import AuthedRequest
-from accounts.models import InvitationStatus, Membership, Role
+from accounts.models import MANAGING_ROLES, InvitationStatus, Membership, Role
 from accounts.net import client_ip
 from accounts.redirects import safe_next_url
 from accounts.views.access import membership_or_404, require_manager
@@ -53,14 +54,25 @@ def organization_switch(request: AuthedRequest) -> HttpResponse:
     return redirect(safe_next_url(request, request.POST.get("next")))
 
 
-def _detail_context(membership: Membership) -> dict[str, object]:
+def _losses(membership: Membership) -> dict[int, str]:
+    """Per member's user id, what ending their management rights would revoke (from the apps that registered)."""
+    found = manager_rights_consequences(organization=membership.organization)
+    return {user_id: " and ".join(phrases) for user_id, phrases in found.items()}
+
+
+def _detail_context(membership: Membership, pending: dict[str, object] | None = None) -> dict[str, object]:
+    """`pending`: a demotion or removal waiting for the manager to confirm what it revokes."""
     organization = membership.organization
+    members = list(selectors.organization_members(organization=organization))
+    losses = _losses(membership) if membership.can_manage else {}
     context: dict[str, object] = {
         "membership": membership,
         "organization": organization,
-        "members": selectors.organization_members(organization=organization),
+        "members": members,
+        "member_rows": [(m, losses.get(m.user_id, "")) for m in members],
         "invitation_form": InvitationForm(),
         "role_choices": Role.choices,
+        "pending": pending,
     }
     if membership.can_manage:
         context["invitations"] = selectors.organization_pending_invitations(organization=organization)
@@ -82,6 +94,19 @@ def _after_change(request: AuthedRequest, membership: Membership, partial: str) 
     return redirect("organization_detail", slug=membership.organization.slug)
 
 
+def _ask_first(request: AuthedRequest, actor: Membership, pending: dict[str, object]) -> HttpResponse:
+    """The member list with the question "Demoting/Removing X revokes …; go ahead?" and nothing changed yet; the
+    answer posts the same form again with `confirm=yes`. Asked by the server, so it works without JavaScript."""
+    template = "accounts/organization_detail.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        template += "#members"
+    return render(request, template, _detail_context(actor, pending))
+
+
+def _confirmed(request: AuthedRequest) -> bool:
+    return request.POST.get("confirm") == "yes"
+
+
 @login_required
 @require_POST
 def member_role(request: AuthedRequest, slug: str, member_id: int) -> HttpResponse:
@@ -91,14 +116,17 @@ def member_role(request: AuthedRequest, slug: str, member_id: int) -> HttpRespon
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose owner, admin or member.")
-    else:
-        try:
-            services.membership_change_role(
-                actor_membership=actor, membership=target, role=form.cleaned_data["role"], ip=client_ip(request)
-            )
-            messages.success(request, f"{target.user} is now {form.cleaned_data['role']}.")
-        except AccountsError as error:
-            messages.error(request, str(error))
+        return _after_change(request, actor, "members")
+    role = form.cleaned_data["role"]
+    loses = _losses(actor).get(target.user_id, "") if role not in MANAGING_ROLES else ""
+    if loses and not _confirmed(request):
+        question = f"Demoting {target.user} to {role} revokes {loses}."
+        return _ask_first(request, actor, {"member": target, "question": question, "role": role, "url": "member_role"})
+    try:
+        services.membership_change_role(actor_membership=actor, membership=target, role=role, ip=client_ip(request))
+        messages.success(request, f"{target.user} is now {role}." + (f" Revoked {loses}." if loses else ""))
+    except AccountsError as error:
+        messages.error(request, str(error))
     return _after_change(request, actor, "members")
 
 
@@ -108,9 +136,13 @@ def member_remove(request: AuthedRequest, slug: str, member_id: int) -> HttpResp
     actor = membership_or_404(request, slug)
     require_manager(actor)
     target = get_object_or_404(Membership, pk=member_id, organization=actor.organization)
+    loses = _losses(actor).get(target.user_id, "")
+    if loses and not _confirmed(request):
+        question = f"Removing {target.user} from {actor.organization.name} revokes {loses}."
+        return _ask_first(request, actor, {"member": target, "question": question, "url": "member_remove"})
     try:
         services.membership_remove(actor_membership=actor, membership=target, ip=client_ip(request))
-        messages.success(request, f"Removed {target.user}.")
+        messages.success(request, f"Removed {target.user}." + (f" Revoked {loses}." if loses else ""))
     except AccountsError as error:
         messages.error(request, str(error))
     return _after_change(request, actor, "members")

@@ -52,6 +52,19 @@ def test_createapikey_into_a_named_organization() -> None:
     assert Organization.objects.filter(slug="platform").count() == 1
 
 
+def test_a_command_line_manage_key_is_its_users_and_manages_while_they_may(org: Organization, member: User) -> None:
+    """The key's creator is the person named by --email (the audit row's actor stays empty: no portal user acted),
+    so its management rights follow their role like any other manage key's."""
+    out, _ = create("--email", "ops@example.com", "--org", "platform", "--scope", "manage")
+    key = ApiKey.objects.get(digest=key_digest(out.strip()))
+    assert key.created_by == User.objects.get(email="ops@example.com")
+    assert AuditEvent.objects.get(action="apikey.issue", target=key.masked).actor is None
+    response = Client().get("/api/v1/keys", HTTP_AUTHORIZATION=f"Bearer {out.strip()}")
+    assert response.status_code == 200
+    with pytest.raises(CommandError, match="not an owner or admin of acme"):
+        create("--email", member.email, "--org", "acme", "--scope", "manage")  # type: ignore[arg-type]
+
+
 def test_createapikey_refuses_nonsense() -> None:
     with pytest.raises(CommandError):
         create("--email", "ops@example.com", "--expires-in", "0")

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership, Organization, Role, User
+from accounts.selectors import member_can_manage
 from accounts.services import organization_create, organization_create_personal
 from apikeys.errors import ApiKeyError
 from apikeys.models import Scope
@@ -42,12 +43,19 @@ class Command(BaseCommand):
             if options["plan"]:
                 self._subscribe(organization, options["plan"], user)
             expires_at = timezone.now() + timedelta(days=options["expires_in"]) if options["expires_in"] else None
+            scopes = options["scopes"] or [Scope.INFERENCE]
+            if Scope.MANAGE in scopes and not member_can_manage(user_id=user.pk, organization_id=organization.pk):
+                raise CommandError(
+                    f"{email} is not an owner or admin of {organization.slug}, so a manage key of theirs could not "
+                    "manage it: name an owner or admin with --email, or leave out --scope manage."
+                )
             try:
                 issued = apikey_issue(
                     organization=organization,
-                    actor=None,
+                    actor=None,  # the audit log's "who": an operator at the command line, not a portal user
+                    creator=user,
                     name=options["name"],
-                    scopes=options["scopes"] or [Scope.INFERENCE],
+                    scopes=scopes,
                     expires_at=expires_at,
                 )
             except ApiKeyError as error:
