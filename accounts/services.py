@@ -20,10 +20,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.audit import audit_record
-from accounts.errors import AccountsError, InvitationError, LastOwnerError, SignUpUnavailable
-from accounts.hooks import manager_rights_end
+from accounts.errors import AccountsError, InvitationError, LastOwnerError
+from accounts.hooks import email_verified, manager_rights_end, organization_created
 from accounts.models import Invitation, InvitationStatus, Membership, Organization, Role, User
-from billing.starting_plan import StartingPlanUnavailable, subscription_start, subscriptions_leave_wallet_only_plan
 
 INVITATION_SALT = "accounts.invitation"
 
@@ -45,14 +44,8 @@ def organization_create(*, name: str, owner: User, personal: bool = False, ip: s
         organization = Organization.objects.create(name=name[:100], slug=_unique_slug(name), personal=personal)
         Membership.objects.create(organization=organization, user=owner, role=Role.OWNER)
         audit_record(action="organization.create", actor=owner, organization=organization, target=name, ip=ip)
-        try:
-            # A wallet-only owner's organization starts on the operator's wallet-only plan, if there is one.
-            subscription_start(organization=organization, owner=owner, ip=ip)
-        except StartingPlanUnavailable:
-            raise SignUpUnavailable(
-                "Accounts without a verified email address cannot get a new organization right now; "
-                "add and verify an email address, or try again later."
-            ) from None
+        # Billing picks the starting plan (a wallet-only owner's may be a smaller one), or refuses.
+        organization_created(organization=organization, owner=owner, ip=ip)
     return organization
 
 
@@ -239,7 +232,7 @@ def invitation_accept(*, token: str, user: User, ip: str | None = None) -> Membe
         invitation.save(update_fields=["status", "accepted_by", "accepted_at"])
         # Following the emailed link proves the address, as allauth's own confirmation link would.
         if EmailAddress.objects.filter(user=user, email__iexact=invitation.email, verified=False).update(verified=True):
-            subscriptions_leave_wallet_only_plan(user=user, ip=ip)
+            email_verified(user=user, ip=ip)
         audit_record(
             action="invitation.accept",
             actor=user,

@@ -9,8 +9,8 @@ from allauth.account.signals import email_confirmed
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from accounts.hooks import email_verified
 from accounts.net import client_ip
-from billing.starting_plan import subscriptions_leave_wallet_only_plan
 
 
 @receiver(email_confirmed, dispatch_uid="accounts.leave_wallet_only_plan")
@@ -18,6 +18,4 @@ def leave_wallet_only_plan(
     sender: type[EmailAddress], request: HttpRequest | None, email_address: EmailAddress, **kwargs: Any
 ) -> None:
     """A proved email address ends the wallet-only start (the link, or an operator's "mark verified" in the admin)."""
-    subscriptions_leave_wallet_only_plan(
-        user=email_address.user, ip=client_ip(request) if request is not None else None
-    )
+    email_verified(user=email_address.user, ip=client_ip(request) if request is not None else None)

@@ -12,6 +12,7 @@ import logging
 
 from django.conf import settings
 
+from accounts.errors import SignUpUnavailable
 from accounts.models import Membership, Organization, Role, User
 from accounts.selectors import user_is_wallet_only
 from billing.models import Plan, Subscription
@@ -67,3 +68,22 @@ def subscriptions_leave_wallet_only_plan(*, user: User, ip: str | None = None) -
         logger.error("no default plan: %s stays on the wallet-only plan %r after verifying an email", user.pk, slug)
         return []
     return [subscription_change(organization=s.organization, plan=default, actor=user, ip=ip) for s in current]
+
+
+class StartingPlanHandler:
+    """Registered with accounts.hooks by BillingConfig.ready()."""
+
+    def organization_created(self, *, organization: Organization, owner: User, ip: str | None) -> None:
+        try:
+            subscription_start(organization=organization, owner=owner, ip=ip)
+        except StartingPlanUnavailable:
+            raise SignUpUnavailable(
+                "Accounts without a verified email address cannot get a new organization right now; "
+                "add and verify an email address, or try again later."
+            ) from None
+
+    def email_verified(self, *, user: User, ip: str | None) -> None:
+        subscriptions_leave_wallet_only_plan(user=user, ip=ip)
+
+
+HANDLER = StartingPlanHandler()
