@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.validators import slug_re
 from django.db.models import QuerySet
 
 from accounts.models import AuditEvent, Invitation, InvitationStatus, Membership, Organization, User
@@ -18,7 +19,7 @@ def memberships_of(*, user: User) -> QuerySet[Membership]:
 
 def membership_for(*, user: User | AnonymousUser, slug: str) -> Membership | None:
     """The user's membership of the organization `slug`, or None (callers answer 404: not yours or not there)."""
-    if not user.is_authenticated:
+    if not user.is_authenticated or not slug_re.match(slug):  # e.g. a NUL, which PostgreSQL refuses in a query
         return None
     return Membership.objects.select_related("organization").filter(user=user, organization__slug=slug).first()
 

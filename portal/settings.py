@@ -336,6 +336,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only, read with limits: too deep, NUL or a lone surrogate anywhere is a 400 naming the value's path.
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.CheckedJSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 
