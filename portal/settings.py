@@ -253,6 +253,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Serving (portal/serving.py, gunicorn's worker class): deadlines for a request's head and body, so a client that
+# trickles bytes is closed instead of holding a connection, and the connections one worker keeps open at most.
+SERVER_HEADER_TIMEOUT_SECONDS = env_float("SERVER_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+SERVER_BODY_TIMEOUT_SECONDS = env_float("SERVER_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.5)
+SERVER_MAX_CONNECTIONS = env_int("SERVER_MAX_CONNECTIONS", 1000, minimum=1)
+
 # Gateway (the /v1 hot path). Timeouts in seconds.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 2.0, minimum=0.05)
