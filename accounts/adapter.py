@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -28,6 +29,14 @@ class AccountAdapter(DefaultAccountAdapter):
                 ip=client_ip(request),
             )
         return user
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """The address allauth's rate limits (sign-in, sign-up, Sign-In with Ethereum) count under: the same one the
+        gateway and the audit log use, so X-Forwarded-For counts only from TRUSTED_PROXIES."""
+        address = client_ip(request)
+        if not address:
+            raise PermissionDenied("Unable to determine the client's address")
+        return address
 
     def login(self, request: HttpRequest, user: User) -> None:
         super().login(request, user)

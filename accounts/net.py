@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from portal.client_address import meta_client_address
+
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address the request came from. Behind a proxy, configure the proxy to set REMOTE_ADDR (e.g. uvicorn's
-    --proxy-headers with --forwarded-allow-ips), rather than trusting X-Forwarded-For from anyone here."""
-    address = request.META.get("REMOTE_ADDR") or None
-    return address
+    """The address the request came from: the connection's peer, or behind a proxy listed in TRUSTED_PROXIES the
+    client's address it recorded in X-Forwarded-For (portal/client_address.py, shared with the gateway)."""
+    return meta_client_address(request.META) or None

@@ -1,5 +1,5 @@
 """How the portal is served: gunicorn with `-k portal.serving.PortalUvicornWorker` (deploy/run-multi, the systemd unit,
-scripts/run). The worker is uvicorn's, with limits uvicorn does not have on its own:
+scripts/run). The worker is uvicorn's, with what uvicorn does not do on its own:
 
 - A deadline for the request head (SERVER_HEADER_TIMEOUT_SECONDS, from the connection's opening or, on a kept-alive
   connection, from the next request's first byte) and for the body (SERVER_BODY_TIMEOUT_SECONDS, from the end of
@@ -8,6 +8,8 @@ scripts/run). The worker is uvicorn's, with limits uvicorn does not have on its 
   connection is closed, with a 408 when no answer is under way. The ASGI application cannot do this itself: it is
   called only once the head is complete, so the bound has to be in the server's protocol.
 - A request head of at most MAX_HEAD_BYTES (431 beyond): httptools, unlike h11, sets no limit of its own.
+- The connection's peer as the client's address in the ASGI scope: uvicorn's own X-Forwarded-For handling (which
+  believed any loopback peer) is off; portal/client_address.py reads the header from TRUSTED_PROXIES only.
 - At most SERVER_MAX_CONNECTIONS connections per worker (uvicorn's limit_concurrency): past it a request is
   answered 503 at once instead of being queued behind the others.
 
@@ -193,3 +195,6 @@ class PortalUvicornWorker(UvicornWorker):
         from django.conf import settings
 
         self.config.limit_concurrency = settings.SERVER_MAX_CONNECTIONS
+        # uvicorn would otherwise replace the peer's address with X-Forwarded-For from any loopback peer
+        # (FORWARDED_ALLOW_IPS); whose header counts is TRUSTED_PROXIES' decision (portal/client_address.py).
+        self.config.proxy_headers = False

@@ -22,6 +22,7 @@ from portal.env import (
     env_int,
     env_int_list,
     env_list,
+    env_networks,
     env_str,
     env_url,
     mailer_from_url,
@@ -258,6 +259,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 SERVER_HEADER_TIMEOUT_SECONDS = env_float("SERVER_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.5)
 SERVER_BODY_TIMEOUT_SECONDS = env_float("SERVER_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.5)
 SERVER_MAX_CONNECTIONS = env_int("SERVER_MAX_CONNECTIONS", 1000, minimum=1)
+
+# The proxies in front whose X-Forwarded-For is believed (portal/client_address.py): addresses or networks. Empty, the
+# connection's peer is the client and the header is never read; the proxy must overwrite it (docs/deployment.md).
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
 
 # Gateway (the /v1 hot path). Timeouts in seconds.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 1_048_576, minimum=1024)
