@@ -7,6 +7,7 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import ratelimit
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -31,6 +32,14 @@ class AccountAdapter(DefaultAccountAdapter):
                 ip=client_ip(request),
             )
         return user
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """The address allauth's rate limits (sign-in, sign-up, Sign-In with Ethereum) count under: the same one the
+        gateway and the audit log use, so X-Forwarded-For counts only from TRUSTED_PROXIES."""
+        address = client_ip(request)
+        if not address:
+            raise PermissionDenied("Unable to determine the client's address")
+        return address
 
     def login(self, request: HttpRequest, user: User) -> None:
         super().login(request, user)

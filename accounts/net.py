@@ -4,14 +4,15 @@ import ipaddress
 
 from django.http import HttpRequest
 
+from portal.client_address import meta_client_address
+
 IPV6_NETWORK_PREFIX = 64  # one customer's IPv6 allocation is at least a /64: its addresses are one client
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address the request came from. Behind a proxy, configure the proxy to set REMOTE_ADDR (e.g. uvicorn's
-    --proxy-headers with --forwarded-allow-ips), rather than trusting X-Forwarded-For from anyone here."""
-    address = request.META.get("REMOTE_ADDR") or None
-    return address
+    """The address the request came from: the connection's peer, or behind a proxy listed in TRUSTED_PROXIES the
+    client's address it recorded in X-Forwarded-For (portal/client_address.py, shared with the gateway)."""
+    return meta_client_address(request.META) or None
 
 
 def client_network(request: HttpRequest) -> str | None:

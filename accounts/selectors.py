@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import AnonymousUser
+from django.core.validators import slug_re
 from django.db.models import QuerySet
 
 from accounts.models import (
@@ -28,7 +29,7 @@ def memberships_of(*, user: User) -> QuerySet[Membership]:
 
 def membership_for(*, user: User | AnonymousUser, slug: str) -> Membership | None:
     """The user's membership of the organization `slug`, or None (callers answer 404: not yours or not there)."""
-    if not user.is_authenticated:
+    if not user.is_authenticated or not slug_re.match(slug):  # e.g. a NUL, which PostgreSQL refuses in a query
         return None
     return Membership.objects.select_related("organization").filter(user=user, organization__slug=slug).first()
 

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.net import client_ip
 from apikeys.models import ApiKey
 from apikeys.services import apikey_revoke
 
@@ -59,6 +60,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = 0
         for key in queryset:
-            apikey_revoke(key=key, actor=request.user, ip=request.META.get("REMOTE_ADDR"))  # type: ignore[arg-type]
+            apikey_revoke(key=key, actor=request.user, ip=client_ip(request))  # type: ignore[arg-type]
             count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

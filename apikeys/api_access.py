@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rest_framework.exceptions import NotFound, PermissionDenied
+from django.core.validators import slug_re
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 
 from accounts.models import Organization, User
@@ -28,15 +29,21 @@ class ApiCaller:
             raise PermissionDenied("Only owners and admins of this organization can do this.")
 
 
+def _requested_slug(request: Request) -> str | None:
+    slug = request.query_params.get("organization")
+    if slug and not slug_re.match(slug):
+        raise ValidationError({"organization": ["Not an organization slug: letters, digits, hyphens and underscores."]})
+    return slug
+
+
 def api_caller(request: Request) -> ApiCaller:
     principal = request.user
+    slug = _requested_slug(request)
     if isinstance(principal, ApiKeyPrincipal):
-        slug = request.query_params.get("organization")
         if slug and slug != principal.organization.slug:
             raise NotFound("No such organization.")
         return ApiCaller(organization=principal.organization, actor=principal.actor, can_manage=True)
     user: User = principal
-    slug = request.query_params.get("organization")
     if slug:
         membership = membership_for(user=user, slug=slug)
     else:

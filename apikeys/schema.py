@@ -42,7 +42,9 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
     schemas["ValidationErrors"] = {
         "type": "object",
         "description": "Each field at fault (or `non_field_errors`, or `detail` for a body that is not JSON) with "
-        "what is wrong with it.",
+        "what is wrong with it. A value the body parser refuses (nested more than 32 levels, NUL or a lone surrogate "
+        "in a key or string, a number of more than 100 characters) is named by its path: `metadata.team`, "
+        "`allowed_models[2]`.",
         # A list of messages per field, a message, or for list and object fields the same again per item.
         "additionalProperties": {"oneOf": [{"type": "array"}, {"type": "string"}, {"type": "object"}]},
     }
@@ -61,4 +63,5 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
             responses.setdefault("404", _error("No such object in the caller's organization, or no such organization."))
             if "requestBody" in operation:
                 responses.setdefault("415", _error("The body is not in a supported format (send JSON)."))
+                responses.setdefault("413", _error("The body is larger than 64 KiB."))
     return result

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.net import client_ip
 from billing.forms import LedgerOperatorEntryForm
 from billing.ledger import ledger_adjust, ledger_grant
 from billing.models import LedgerEntry, LedgerKind, Plan, Subscription, UpgradeRequest
@@ -19,7 +20,7 @@ from billing.upgrades import upgrade_request_close
 
 
 def _ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request)
 
 
 def _actor(request: HttpRequest) -> Any:

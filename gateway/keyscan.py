@@ -16,6 +16,7 @@ import time
 from django.conf import settings
 
 from billing.admission import UNAVAILABLE, AdmissionEngine, Limit
+from portal.client_address import scope_client_address
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,5 @@ def _scope(address: str) -> str:
 
 
 def client_address(scope: dict[str, object]) -> str:
-    client = scope.get("client")
-    if isinstance(client, (tuple, list)) and client:
-        return str(client[0])
-    return ""
+    """The address invalid keys are counted under: the peer, or behind TRUSTED_PROXIES the client they name."""
+    return scope_client_address(scope)

@@ -12,7 +12,6 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import BaseRouter
@@ -28,6 +27,7 @@ from metering.serializers import (
     UsageSerializer,
     totals_data,
 )
+from portal.pagination import CheckedCursorPagination
 
 
 def register(router: BaseRouter) -> None:
@@ -82,7 +82,7 @@ class UsageViewSet(viewsets.ViewSet):
         return Response(UsageSerializer(data).data)
 
 
-class RequestPagination(CursorPagination):
+class RequestPagination(CheckedCursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200

@@ -222,6 +222,8 @@ def usage_events_recent(
 
 def usage_event_for_request(*, organization_id: int, request_id: str) -> UsageEvent | None:
     """Support's question for one request id: was it accepted, forwarded, completed, recorded?"""
+    if "\x00" in request_id:  # the page's URL takes any text; PostgreSQL refuses NUL in a query (no id holds one)
+        return None
     return usage_events_recent(organization_id=organization_id, request_id=request_id).first()
 
 

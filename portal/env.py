@@ -6,6 +6,7 @@ deployment fails at start-up instead of running with a silently different settin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -215,6 +216,19 @@ def mailer_from_url(name: str, value: str) -> dict[str, object]:
             "timeout": 10,
         },
     }
+
+
+def env_networks(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Comma-separated IP addresses or networks (`10.0.0.5`, `10.0.0.0/8`, `2001:db8::/32`), as networks."""
+    networks = []
+    for item in env_list(name, default, environ=environ):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks such as 10.0.0.5 or 10.0.0.0/8; {item!r} is neither"
+            ) from None
+    return networks
 
 
 def env_int_list(name: str, default: list[int], *, environ: Mapping[str, str] | None = None) -> list[int]:

@@ -22,6 +22,7 @@ from portal.env import (
     env_int,
     env_int_list,
     env_list,
+    env_networks,
     env_slug,
     env_str,
     env_url,
@@ -271,6 +272,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Serving (portal/serving.py, gunicorn's worker class): deadlines for a request's head and body, so a client that
+# trickles bytes is closed instead of holding a connection, and the connections one worker keeps open at most.
+SERVER_HEADER_TIMEOUT_SECONDS = env_float("SERVER_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+SERVER_BODY_TIMEOUT_SECONDS = env_float("SERVER_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.5)
+SERVER_MAX_CONNECTIONS = env_int("SERVER_MAX_CONNECTIONS", 1000, minimum=1)
+
+# The proxies in front whose X-Forwarded-For is believed (portal/client_address.py): addresses or networks. Empty, the
+# connection's peer is the client and the header is never read; the proxy must overwrite it (docs/deployment.md).
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
+
 # Gateway (the /v1 hot path). Timeouts in seconds.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 2.0, minimum=0.05)
@@ -361,6 +372,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only, read with limits: too deep, NUL or a lone surrogate anywhere is a 400 naming the value's path.
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.CheckedJSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 

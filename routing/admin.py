@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
+from accounts.net import client_ip
 from routing.health import health_board
 from routing.models import ModelAlias, RouterPool, RouterTarget
 from routing.services import (
@@ -24,7 +25,7 @@ from routing.services import (
 
 
 def _ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request)
 
 
 def _actor(request: HttpRequest) -> Any:

@@ -3,8 +3,6 @@ wallet for its address, fetches the message to sign from `siwe_challenge`, and p
 
 from __future__ import annotations
 
-import json
-
 from allauth.core import ratelimit
 from django.contrib import messages
 from django.contrib.auth import login
@@ -21,6 +19,7 @@ from accounts.models import Wallet
 from accounts.net import client_ip
 from accounts.redirects import safe_next_url
 from accounts.selectors import wallet_exists
+from portal.json_input import JsonInputError, parse_json
 
 MAX_BODY = 16 * 1024
 # Rates live with allauth's own (ACCOUNT_RATE_LIMITS in portal/settings.py), so sign-in by wallet is throttled in
@@ -39,7 +38,9 @@ def _json_body(request: HttpRequest) -> dict[str, object]:
     if len(request.body) > MAX_BODY:
         raise SiweError("The request is too large.")
     try:
-        data = json.loads(request.body or b"{}")
+        data = parse_json(request.body.decode() or "{}")
+    except JsonInputError as error:  # too deep, or a NUL or lone surrogate somewhere: named, never a server error
+        raise SiweError(f"{error.path or 'The body'}: {error.message}") from None
     except ValueError:
         raise SiweError("The request body must be JSON.") from None
     if not isinstance(data, dict):

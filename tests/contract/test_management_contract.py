@@ -51,6 +51,21 @@ def steer(case: Any, victim_id: int, request_id: str) -> None:
         parameters["request_id"] = request_id
 
 
+def a_refusal_names_its_field(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A 400 names each field at fault (`{"metadata.team": ["..."]}`, or `non_field_errors`): the caller must learn
+    what to change. Only a body that is not JSON at all (schemathesis sends some bytes that are not UTF-8) has no
+    field to name, and gets DRF's `detail` saying so."""
+    if response.status_code != 400:
+        return None
+    body = response.json()
+    assert isinstance(body, dict) and body, f"a 400 without field errors: {response.text[:300]}"
+    if set(body) == {"detail"}:
+        assert str(body["detail"]).startswith("JSON parse error"), f"a 400 that names no field: {response.text[:300]}"
+        return True
+    assert all(isinstance(name, str) for name in body), f"a field error without a name: {body}"  # "" is a key too
+    return True
+
+
 @pytest.fixture
 def keys(contract_catalog: Catalog) -> dict[str, Any]:
     from apikeys.models import Scope
@@ -71,6 +86,7 @@ def test_the_management_api_answers_as_its_schema_says(case: Any, live_server_ur
         # whether the serializers accept exactly what the generated schema allows (drf-spectacular cannot say that
         # precisely: strict serializers refuse unknown fields, a revoked key cannot be rotated).
         excluded_checks=[checks.negative_data_rejection, checks.positive_data_acceptance],
+        additional_checks=[a_refusal_names_its_field],
     )
 
 

@@ -68,7 +68,7 @@ def test_the_production_server_command_serves_both_halves() -> None:
             "gunicorn",
             "portal.asgi:application",
             "-k",
-            "uvicorn_worker.UvicornWorker",
+            "portal.serving.PortalUvicornWorker",
             "--workers",
             "1",
             "--bind",

@@ -4,6 +4,7 @@ address, so a guesser never locks the owner out) and Sign-In with Ethereum."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -131,3 +132,43 @@ def test_a_forged_forwarded_for_header_does_not_buy_more_attempts() -> None:
         headers={"X-Forwarded-For": "10.0.0.250"},
     )
     assert response.status_code == 429
+
+
+def test_behind_a_trusted_proxy_each_client_it_names_has_its_own_sign_in_limit(db: None, settings: Any) -> None:
+    """TRUSTED_PROXIES=10.0.0.2: the proxy's X-Forwarded-For names the client, so one guesser behind it is stopped
+    and the other clients of the same proxy (an office, a mobile network's NAT) still sign in."""
+    settings.TRUSTED_PROXIES = ["10.0.0.2/32"]
+    client = Client()
+
+    def via_proxy(email: str, client_address: str) -> str:
+        response = client.post(
+            "/accounts/login/",
+            {"login": email, "password": WRONG},
+            REMOTE_ADDR="10.0.0.2",
+            headers={"X-Forwarded-For": client_address},
+        )
+        return response.content.decode()
+
+    for n in range(10):
+        assert "not correct" in via_proxy(f"victim{n}@example.com", "203.0.113.5")
+    assert "Too many failed login attempts" in via_proxy("another@example.com", "203.0.113.5")
+    assert "not correct" in via_proxy("another@example.com", "203.0.113.6")
+
+
+def test_without_trusted_proxies_a_forwarded_for_from_loopback_buys_no_more_sign_ins(db: None, settings: Any) -> None:
+    settings.TRUSTED_PROXIES = []
+    client = Client()
+    for n in range(10):
+        client.post(
+            "/accounts/login/",
+            {"login": f"victim{n}@example.com", "password": WRONG},
+            REMOTE_ADDR="127.0.0.1",
+            headers={"X-Forwarded-For": f"203.0.113.{n}"},
+        )
+    response = client.post(
+        "/accounts/login/",
+        {"login": "another@example.com", "password": WRONG},
+        REMOTE_ADDR="127.0.0.1",
+        headers={"X-Forwarded-For": "203.0.113.99"},
+    )
+    assert "Too many failed login attempts" in response.content.decode()
