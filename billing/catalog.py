@@ -1,4 +1,4 @@
-"""The `plans:` section of the catalog file (format: /work/shared/catalog-example.yaml).
+"""The `plans:` section of the catalog file (format: docs/catalog.md).
 
 A plan's allowances are exactly one `short` and one `weekly` rolling window; `models: ["*"]` means every alias.
 Plans refer to model aliases (`models`, `degrade_to`) and to other plans (`upgrade_to`); a reference to something

@@ -1,7 +1,7 @@
 """Plans (what an organization may do) and subscriptions (which plan an organization is on, with history).
 
 A plan holds exactly the limits the specs ask for and no more: a per-key rate limit, and two rolling organization
-allowances, a short window and a weekly one (DESIGN.md, "Allowance semantics"). An organization without a current
+allowances, a short window and a weekly one (docs/architecture.md, "Allowances"). An organization without a current
 subscription is on the default plan.
 """
 

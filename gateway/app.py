@@ -1,4 +1,4 @@
-"""The gateway's ASGI application, mounted at /v1 by portal/asgi.py (DESIGN.md: a raw ASGI app, not a view).
+"""The gateway's ASGI application, mounted at /v1 by portal/asgi.py (docs/architecture.md: a raw ASGI app, not a view).
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/usage. Every response, errors
 included, carries `x-request-id`. Nothing here lets an exception escape as a stack trace: an unexpected error is

@@ -1,4 +1,4 @@
-"""POST /v1/chat/completions and /v1/completions: the check pipeline in DESIGN.md's order, then forwarding.
+"""POST /v1/chat/completions and /v1/completions: the check pipeline in docs/gateway.md's order, then forwarding.
 
 1 key present · 2 key known (hot cache) · 3 key active · 4 body valid, model known · 5 plan and key allow the model ·
 6 admission (one atomic call) · 7 a healthy target · 8 forward, with lifecycle events around it.

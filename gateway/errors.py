@@ -1,7 +1,7 @@
 """The gateway's error catalogue: every refusal the /v1 surface can answer, in one place.
 
 The envelope is OpenAI's (`error.message/type/code/param`) so SDKs raise the right exception class, plus the product
-fields `category`, `next_step` and `request_id` (DESIGN.md, "Errors"). Messages never name router hosts, session ids
+fields `category`, `next_step` and `request_id` (docs/architecture.md). Messages never name router hosts, session ids
 or pool layout.
 """
 

@@ -1,7 +1,7 @@
 """The gateway's one upstream HTTP/1.1 client per worker: keep-alive connections per target origin, each request
 written in one `write`, answers parsed by httptools (the parser uvicorn uses for the client side).
 
-Why not aiohttp (see DESIGN.md "Measured facts": pick the client by measurement): profiles of the gateway under load
+Why not aiohttp (docs/performance.md: the client is picked by measurement): profiles of the gateway under load
 put a third of its CPU per request in aiohttp's client, for features this hop never uses (cookies, redirects,
 proxies, multipart, tracing). This client does what the hop needs and nothing else; README "Measured performance"
 has the figures before and after.

@@ -1,7 +1,7 @@
 """The one ASGI application production serves: `/v1` goes to the gateway, everything else to Django.
 
 The gateway is a raw ASGI app rather than a Django view because Django's request handler costs a thread hand-off per
-request (DESIGN.md, "Measured facts"). Lifespan events are handled here: Django has no lifespan support, the gateway
+request (docs/performance.md). Lifespan events are handled here: Django has no lifespan support, the gateway
 uses startup/shutdown to open and close its upstream connection pool.
 """
 

@@ -1,4 +1,4 @@
-"""The `pools:` and `models:` sections of the catalog file (format: /work/shared/catalog-example.yaml).
+"""The `pools:` and `models:` sections of the catalog file (format: docs/catalog.md).
 
 Parsing checks shape and values and reports every problem with its place; applying makes the rows match, recording
 each change; exporting prints the rows back in the file's format. Operational state (draining, probe results) is

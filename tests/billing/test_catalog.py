@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from routing.models import ModelAlias, RouterPool, RouterTarget
 from tests.billing.factories import SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
-SHARED_EXAMPLE = Path("/work/shared/catalog-example.yaml")
-EXAMPLE = Path(__file__).with_name("test_catalog_example.yaml")  # a copy, so a clean clone has it too
+EXAMPLE = Path(__file__).with_name("test_catalog_example.yaml")  # the small catalog most tests start from
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "catalog.md"  # the format's reference, with a full example
 
 
 def catalog(*args: str) -> str:
@@ -75,9 +76,78 @@ def test_the_example_applies_to_an_empty_database_and_exports_back_to_the_same_c
     assert "No changes" in catalog("apply", "--check", write(tmp_path, exported))
 
 
-@pytest.mark.skipif(not SHARED_EXAMPLE.exists(), reason="the shared example is not on this machine")
-def test_the_copy_of_the_example_is_the_shared_one() -> None:
-    assert EXAMPLE.read_text() == SHARED_EXAMPLE.read_text()
+# -- docs/catalog.md: its example applies and its tables name every field the file may hold ------------------------
+
+
+def guide_example() -> str:
+    """The one ```yaml block of docs/catalog.md."""
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", GUIDE.read_text(), flags=re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1, "docs/catalog.md has exactly one yaml example"
+    return blocks[0]
+
+
+def test_the_example_in_the_catalog_guide_applies_and_round_trips(tmp_path: Path) -> None:
+    example = write(tmp_path, guide_example())
+    pending = refused("apply", "--check", example)
+    assert pending.returncode == 1 and "13 change(s) would be made" in str(pending), "changes to make, no problem"
+    assert counts() == (0, 0, 0, 0), "--check wrote nothing"
+
+    output = catalog("apply", example)
+    assert "Applied 13 change(s)." in output, output
+    assert counts() == (3, 2, 4, 3)
+    pro = Plan.objects.get(slug="pro")
+    assert pro.all_models and pro.over_limit == OverLimit.DEGRADE and pro.degrade_to is not None
+    assert Plan.objects.get(slug="free").upgrade_to == pro and not Plan.objects.get(slug="beta").active
+    assert not RouterTarget.objects.get(name="router-c").enabled
+    assert ModelAlias.objects.get(alias="qwen-chatml").prompt_template == "<|im_start|>{role}\n{content}<|im_end|>\n"
+
+    assert "No changes" in catalog("apply", example)
+    assert "No changes" in catalog("apply", "--check", write(tmp_path, catalog("export"), "exported.yaml"))
+
+
+def documented_fields() -> dict[str, list[str]]:
+    """Per `### `section`` heading of the guide, the fields its table lists, in order."""
+    fields: dict[str, list[str]] = {}
+    section = None
+    for line in GUIDE.read_text().splitlines():
+        if heading := re.fullmatch(r"### `(.+)`", line):
+            section = heading.group(1)
+            fields[section] = []
+        elif section is not None and (row := re.match(r"\| `([a-z_]+)` \|", line)):
+            fields[section].append(row.group(1))
+    return fields
+
+
+def accepted_fields(section: str, tmp_path: Path) -> list[str]:
+    """What the catalog reader itself says it knows at `section`, asked with an unknown key there."""
+    plan = {**PLAN, "key_rate_limit": {"requests": 1, "window_seconds": 60, "zz": 1}}
+    plan["allowances"] = [{**plan["allowances"][0], "zz": 1}, plan["allowances"][1]]
+    target = {"name": "t", "url": "http://127.0.0.1:1", "protocol": "openai", "zz": 1}
+    document = {
+        "plans": [{**plan, "zz": 1}],
+        "pools": [{"slug": "p", "targets": [target], "zz": 1}],
+        "models": [{"alias": "m", "pool": "p", "zz": 1}],
+    }
+    places = {
+        "plans[]": "plans[0].zz",
+        "plans[].key_rate_limit": "plans[0].key_rate_limit.zz",
+        "plans[].allowances[]": "plans[0].allowances[0].zz",
+        "pools[]": "pools[0].zz",
+        "pools[].targets[]": "pools[0].targets[0].zz",
+        "models[]": "models[0].zz",
+    }
+    error = str(refused("apply", write(tmp_path, json.dumps(document), "fields.json")))
+    known = re.search(rf"\$\.{re.escape(places[section])}: unknown key 'zz' \(known: ([a-z_, ]+)\)", error)
+    assert known is not None, error
+    return known.group(1).split(", ")
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["plans[]", "plans[].key_rate_limit", "plans[].allowances[]", "pools[]", "pools[].targets[]", "models[]"],
+)
+def test_the_catalog_guide_documents_every_field_the_file_may_hold(section: str, tmp_path: Path) -> None:
+    assert sorted(documented_fields()[section]) == sorted(accepted_fields(section, tmp_path))
 
 
 def test_applying_twice_changes_nothing_the_second_time() -> None:

@@ -1,4 +1,4 @@
-"""The gateway's check pipeline over real HTTP, in DESIGN.md's order, each refusal with its own code."""
+"""The gateway's check pipeline over real HTTP, in docs/gateway.md's order, each refusal with its own code."""
 
 from __future__ import annotations
 
