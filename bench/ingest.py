@@ -116,8 +116,8 @@ def main() -> None:
 
 def synthetic_events(organization_id: int, keys: list[int], count: int, refused_share: float) -> list[dict[str, str]]:
     """Stream entries in the order a gateway under load writes them."""
-    from gateway.request_ids import new_request_id
     from metering.events import LifecycleEvent
+    from portal.request_ids import new_request_id
 
     rng = random.Random(8)
     now = time.time_ns() // 1_000_000 - count  # one request per millisecond, ending now

@@ -1,12 +1,13 @@
 """Plan pages: the current plan in plain words, what each plan includes, upgrade requests (owners only), the credit
-history and monthly statements. Every member sees them; other organizations get 404."""
+history and the list of monthly statements. Every member sees them; other organizations get 404. A statement's own
+page reads usage, so metering serves it (metering/statement_views.py)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,7 +20,7 @@ from billing.forms import UpgradeRequestForm
 from billing.models import Plan
 from billing.plan_terms import plan_offer
 from billing.selectors import NoDefaultPlan, plan_for_organization, plans_offered, subscription_current
-from billing.statements import ledger_balance, ledger_history, statement_exists, statement_for, statement_months
+from billing.statements import ledger_balance, ledger_history, statement_months
 from billing.upgrades import UpgradeError, upgrade_request, upgrade_requests_open
 
 
@@ -89,24 +90,3 @@ def plan_upgrade_request(request: AuthedRequest, slug: str) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "billing/plan.html#plans", _plan_context(membership))
     return redirect("plan_detail", slug=slug)
-
-
-@login_required
-@require_GET
-def plan_statement(request: AuthedRequest, slug: str, year: str, month: str) -> HttpResponse:
-    membership = membership_or_404(request, slug)
-    organization = membership.organization
-    if not statement_exists(organization=organization, year=int(year), month=int(month)):
-        raise Http404("No statement for this month")
-    statement = statement_for(organization=organization, year=int(year), month=int(month))
-    months = statement_months(organization=organization, limit=1200)
-    index = months.index(statement.starts_at.date())
-    context = {
-        "membership": membership,
-        "organization": organization,
-        "statement": statement,
-        "newer": months[index - 1] if index > 0 else None,
-        "older": months[index + 1] if index + 1 < len(months) else None,
-    }
-    partial = "#statement" if request.htmx else ""  # type: ignore[attr-defined]
-    return render(request, f"billing/statement.html{partial}", context)

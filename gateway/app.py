@@ -19,9 +19,9 @@ from billing.allowances import request_limits, scope_for
 from gateway.auth import AuthFailure, authenticate, send_auth_failure
 from gateway.completions import Completion
 from gateway.keyscan import client_address
-from gateway.request_ids import new_request_id
 from gateway.responses import JSON_HEADERS, Receive, Send, send_bytes, send_error
 from gateway.state import Gateway
+from portal.request_ids import new_request_id
 
 log = logging.getLogger(__name__)
 

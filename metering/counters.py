@@ -27,8 +27,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from apikeys.models import ApiKey, KeyStatus
-from billing.admission import Limit, get_engine
-from billing.admission.window import bucket_label
+from billing.admission import Limit, bucket_label, get_engine
 from billing.allowances import (
     KEY_RATE,
     SHORT,

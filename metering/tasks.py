@@ -10,6 +10,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from metering import conf
+from metering.charges import ledger_record_usage_days
 from metering.drain import usage_drain, usage_stream_consumers_prune
 from metering.events import GROUP, STREAM
 from metering.reconcile import usage_reconcile
@@ -41,3 +42,13 @@ def reconcile_usage() -> dict[str, int]:
 def prune_usage_events() -> dict[str, int]:
     """Delete raw usage events past METERING_RETENTION_DAYS (roll-ups stay) and forget long-gone stream consumers."""
     return {"deleted": usage_events_prune(), "consumers_removed": usage_stream_consumers_prune()}
+
+
+# Registered under its first name, from when billing held it: beat's schedule (portal/settings.py), queued messages
+# and worker logs keep naming it so. It lives here because it reads usage, which billing does not.
+@shared_task(name="billing.tasks.ledger_close_usage_periods", ignore_result=True)
+def ledger_close_usage_periods(days: int = 3) -> dict[str, int]:
+    """Charge each organization's usage of the last closed UTC days into the ledger. Recording is idempotent per
+    period, so looking back `days` days catches up runs that were missed and a repeated run records nothing."""
+    report = ledger_record_usage_days(days=days)
+    return {"recorded": report.recorded, "already": report.already, "skipped": report.skipped}

@@ -1,9 +1,11 @@
-"""Readiness: can this process serve traffic? Database, Redis (when configured) and at least one healthy target
-per enabled pool. Liveness (`/healthz`) only says the process answers."""
+"""Readiness: can this process serve traffic? Database, Redis (when configured) and the checks apps register, today
+routing's "at least one healthy target per enabled pool" (routing/readiness.py). Liveness (`/healthz`) only says the
+process answers."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import connection
@@ -42,23 +44,19 @@ def check_redis() -> Check:
         return Check("redis", False, "unreachable")
 
 
-def check_pools() -> Check:
-    """Every enabled pool with a model alias has at least one enabled target whose last probe did not fail."""
-    from routing.selectors import pools_without_healthy_target
+# Checks the apps add from their AppConfig.ready(), e.g. routing's "a healthy target in every pool": portal is the
+# layer every app imports and imports none of them. They run only when the database answered, since they read it.
+_database_checks: list[Callable[[], Check]] = []
 
-    try:
-        missing = pools_without_healthy_target()
-    except Exception as error:
-        log.warning("readiness: routing check failed: %s", type(error).__name__)
-        return Check("pools", False, "unknown")
-    if missing:
-        return Check("pools", False, "no healthy target in: " + ", ".join(missing))
-    return Check("pools", True)
+
+def register_readiness_check(check: Callable[[], Check]) -> None:
+    if check not in _database_checks:
+        _database_checks.append(check)
 
 
 def readiness() -> list[Check]:
     database = check_database()
     checks = [database, check_redis()]
     if database.ok:
-        checks.append(check_pools())
+        checks.extend(check() for check in _database_checks)
     return checks

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from gateway.request_ids import new_request_id
+from portal.request_ids import new_request_id
 
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 

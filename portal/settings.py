@@ -327,6 +327,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "metering-reconcile": {"task": "metering.tasks.reconcile_usage", "schedule": 300.0, "options": {"expires": 240}},
     "metering-prune": {"task": "metering.tasks.prune_usage_events", "schedule": crontab(hour=3, minute=17)},
+    # Usage charged into the billing ledger; the task keeps its first name but is defined in metering/tasks.py.
     "billing-ledger-close-usage-periods": {
         "task": "billing.tasks.ledger_close_usage_periods",
         "schedule": crontab(hour=1, minute=30),

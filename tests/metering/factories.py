@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from billing.models import Plan
-from gateway.request_ids import new_request_id
 from metering.events import LifecycleEvent
+from portal.request_ids import new_request_id
 
 
 def now_ms() -> int:

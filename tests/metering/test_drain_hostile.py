@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apikeys.models import ApiKey
-from gateway.request_ids import new_request_id
 from metering import drain as drain_module
 from metering.drain import usage_drain
 from metering.ingest import usage_events_write
 from metering.models import UsageEvent
 from metering.reconcile import usage_reconcile
+from portal.request_ids import new_request_id
 from tests.metering.conftest import Stream
 from tests.metering.factories import lifecycle, now_ms
 

@@ -19,12 +19,12 @@ from accounts.models import Organization, User
 from billing.admission import get_engine
 from billing.allowances import request_limits, scope_for
 from billing.selectors import plan_snapshot_for_organization
-from gateway.request_ids import new_request_id
 from metering.events import LifecycleEvent
 from metering.models import UsageEvent
 from metering.reconcile import usage_reconcile
 from metering.stream import journal_for
 from portal.redis import aclose_clients
+from portal.request_ids import new_request_id
 from tests.factories import issue_key, verified
 from tests.metering.factories import default_plan, now_ms
 

@@ -2,6 +2,10 @@
 
 Sorting ids sorts requests by arrival time, which keeps the usage table's index append-mostly and lets support read
 the order of events straight off the ids.
+
+The gateway names each /v1 request with one; the portal's log middleware names a portal request with one when the
+client sends no usable X-Request-ID. It lives in portal, the layer every app may import, so neither reaches into the
+gateway for it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.request_ids import new_request_id, request_id_time_ms
+from portal.request_ids import new_request_id, request_id_time_ms
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_a_forked_worker_does_not_repeat_its_parents_ids() -> None:
     a fresh, single-threaded interpreter (forking the test process, which has threads, could deadlock the child)."""
     script = textwrap.dedent("""
         import os
-        from gateway.request_ids import new_request_id
+        from portal.request_ids import new_request_id
         read, write = os.pipe()
         if os.fork() == 0:
             os.write(write, " ".join(new_request_id(now_ms=1) for _ in range(100)).encode())

@@ -9,10 +9,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from billing.ledger import UsagePeriodError, ledger_record_usage, ledger_record_usage_days
 from billing.models import LedgerEntry, LedgerKind, Plan
 from billing.statements import ledger_balance
-from billing.tasks import ledger_close_usage_periods
+from metering.charges import UsagePeriodError, ledger_record_usage, ledger_record_usage_days
+from metering.tasks import ledger_close_usage_periods
 from tests.billing.factories import PlanFactory, SubscriptionFactory, usage_rollups_add
 
 pytestmark = pytest.mark.django_db
@@ -158,3 +158,15 @@ def test_a_day_partly_charged_by_hand_is_skipped_and_the_others_recorded(org: Or
     report = ledger_record_usage_days(days=1, now=DAY + timedelta(days=1, hours=2))
     assert (report.recorded, report.skipped) == (1, 1)
     assert LedgerEntry.objects.get(organization=other).cost_units == 5
+
+
+def test_the_beat_schedule_still_names_the_registered_charging_task() -> None:
+    """The task moved from billing to metering under its first name: beat's entry and queued messages still find it."""
+    from django.conf import settings
+
+    from portal.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = settings.CELERY_BEAT_SCHEDULE["billing-ledger-close-usage-periods"]["task"]
+    assert scheduled == ledger_close_usage_periods.name == "billing.tasks.ledger_close_usage_periods"
+    assert app.tasks[scheduled].run.__module__ == "metering.tasks"

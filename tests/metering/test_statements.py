@@ -9,9 +9,10 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Organization, User
-from billing.ledger import ledger_record_usage_days
 from billing.models import LedgerKind, Plan
-from billing.statements import ledger_balance, statement_for
+from billing.statements import ledger_balance
+from metering.charges import ledger_record_usage_days
+from metering.statements import statement_for
 from tests.billing.factories import OperatorEntryFactory, PlanFactory, SubscriptionFactory, usage_rollups_add
 
 pytestmark = [pytest.mark.django_db]
