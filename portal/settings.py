@@ -76,7 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "portal.logs.RequestIdMiddleware",  # first, so every line logged for a request carries its id
+    "portal.request_context.RequestIdMiddleware",  # first, so every line logged for a request carries its id
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
