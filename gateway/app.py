@@ -21,6 +21,7 @@ from gateway.completions import Completion
 from gateway.keyscan import client_address
 from gateway.responses import JSON_HEADERS, Receive, Send, send_bytes, send_error
 from gateway.state import Gateway
+from portal.request_context import request_id_var
 from portal.request_ids import new_request_id
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
     gw = gateway()
     if not gw.started:
         await gw.start()
+    # After start(): the background tasks it starts copy this context, and must not log as this request.
+    token = request_id_var.set(request_id)
     path, method = scope["path"].rstrip("/") or "/", scope["method"]
     try:
         if path in POST_PATHS:
@@ -89,6 +92,8 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
             await send_error(send, "backend_error", request_id, message="The gateway failed on this request.")
         except Exception:  # headers were already sent; the connection closes
             log.debug("could not send the error response for %s", request_id)
+    finally:
+        request_id_var.reset(token)
 
 
 async def _key(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) -> Any:

@@ -76,7 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "portal.logs.RequestIdMiddleware",  # first, so every line logged for a request carries its id
+    "portal.request_context.RequestIdMiddleware",  # first, so every line logged for a request carries its id
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -307,10 +307,41 @@ ROUTING_EJECT_SECONDS = env_float("ROUTING_EJECT_SECONDS", 30.0, minimum=0.1)
 ROUTING_PROBE_INTERVAL_SECONDS = env_int("ROUTING_PROBE_INTERVAL_SECONDS", 15, minimum=1)
 ROUTING_PROBE_TIMEOUT_SECONDS = env_float("ROUTING_PROBE_TIMEOUT_SECONDS", 3.0, minimum=0.1)
 
-# Metering (metering/conf.py reads these).
+# Metering: the drain from the usage stream into the ledger, reconciliation and retention (docs/metering.md).
+# Stream entries read per batch (one database transaction each). Measured in docs/metering.md: below ~2,000 the
+# per-batch costs dominate, and more of a request's events straddle two batches.
 METERING_BATCH_SIZE = env_int("METERING_BATCH_SIZE", 2500, minimum=1)
-METERING_RETENTION_DAYS = env_int("METERING_RETENTION_DAYS", 90, minimum=1)
+# Entries another consumer has held unacknowledged this long are taken over (that consumer is presumed dead). Well
+# above a batch's worst-case processing time, so a slow but live consumer is not robbed.
+METERING_CLAIM_IDLE_SECONDS = env_int("METERING_CLAIM_IDLE_SECONDS", 60, minimum=1)
+# How long one drain task keeps reading before it returns (beat starts the next one every second).
+METERING_DRAIN_BUDGET_SECONDS = env_float("METERING_DRAIN_BUDGET_SECONDS", 10.0, minimum=0.1)
+# Where entries that are not valid usage events go, acknowledged, for an operator to inspect; and its approximate cap.
+METERING_DEAD_STREAM = env_str("METERING_DEAD_STREAM", "usage:dead").strip()
+if not METERING_DEAD_STREAM or METERING_DEAD_STREAM == "usage:events":
+    raise ImproperlyConfigured("METERING_DEAD_STREAM must name a Redis stream other than usage:events, e.g. usage:dead")
+METERING_DEAD_STREAM_MAXLEN = env_int("METERING_DEAD_STREAM_MAXLEN", 100_000, minimum=1)
+# An entry read this many times without being written (its batch kept failing) is then written alone, and
+# dead-lettered if that fails too while the database answers.
+METERING_MAX_DELIVERIES = env_int("METERING_MAX_DELIVERIES", 5, minimum=1)
+# An admitted request without a completion GATEWAY_TOTAL_TIMEOUT plus this margin after admission is closed as
+# `unknown`: the margin is for the completion event to travel through the stream.
+METERING_STALE_MARGIN_SECONDS = env_int("METERING_STALE_MARGIN_SECONDS", 120, minimum=0)
+# Whether requests closed as `unknown` give their allowance units back (default: no, see docs/metering.md).
 METERING_REFUND_UNKNOWN = env_bool("METERING_REFUND_UNKNOWN", False)
+# Raw usage events older than this are pruned; roll-ups are kept.
+METERING_RETENTION_DAYS = env_int("METERING_RETENTION_DAYS", 90, minimum=1)
+# The period the periodic reconciliation reports on.
+METERING_RECONCILE_HOURS = env_int("METERING_RECONCILE_HOURS", 24, minimum=1)
+# How stale a key's last_used_at may be: a key written this recently by the same worker is not written again.
+METERING_LAST_USED_RESOLUTION_SECONDS = env_int("METERING_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0)
+
+# Billing: how long after a usage period ends its usage is charged. Metering must have closed its stale requests (the
+# gateway timeout plus a margin, minutes) and ingested late events before the roll-ups are read.
+BILLING_USAGE_SETTLE_SECONDS = env_int("BILLING_USAGE_SETTLE_SECONDS", 3600, minimum=0)
+
+# The key the sandbox router (`manage.py run_sandbox_router`, a stand-in for a Cortensor router) accepts.
+SANDBOX_ROUTER_KEY = env_str("SANDBOX_ROUTER_KEY", "").strip() or "sandbox-router-key"
 
 CELERY_BEAT_SCHEDULE = {
     "routing-probe-targets": {

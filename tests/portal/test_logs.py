@@ -36,7 +36,10 @@ def run_logging(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 def test_the_production_profile_writes_one_json_object_per_line() -> None:
     code = (
-        "log.warning('request %s: upstream said no', 'req_01KBAD0000000000000000000Z')\n"
+        "from portal.request_context import request_id_var\n"
+        "token = request_id_var.set('req_01KBAD0000000000000000000Z')\n"
+        "log.warning('upstream said no')\n"
+        "request_id_var.reset(token)\n"
         "log.info('plain line', extra={'organization_id': 7})\n"
         "try:\n    1 / 0\nexcept ZeroDivisionError:\n    log.exception('it failed')\n"
     )
@@ -44,7 +47,7 @@ def test_the_production_profile_writes_one_json_object_per_line() -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [line["message"] for line in lines] == [
-        "request req_01KBAD0000000000000000000Z: upstream said no",
+        "upstream said no",
         "plain line",
         "it failed",
     ]

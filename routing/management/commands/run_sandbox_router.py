@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import uvicorn
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing.sandbox import DEFAULT_KEY, SandboxConfig, SandboxRouter
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="seed of the failure injection")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        key = options["key"] or os.environ.get("SANDBOX_ROUTER_KEY") or DEFAULT_KEY
+        key = options["key"] or settings.SANDBOX_ROUTER_KEY
         config = SandboxConfig(key=key, models=[m.strip() for m in options["models"].split(",") if m.strip()])
         try:
             config.update(
