@@ -25,7 +25,7 @@ class LedgerError(Exception):
 def usage_settle_seconds() -> int:
     """How long after a period ends its usage is charged: metering must have closed its stale requests (the gateway
     timeout plus a margin, minutes) and ingested late events before the roll-ups are read."""
-    return int(getattr(settings, "BILLING_USAGE_SETTLE_SECONDS", 3600))
+    return int(settings.BILLING_USAGE_SETTLE_SECONDS)
 
 
 def _memo(memo: str) -> str:
