@@ -64,6 +64,12 @@ class UsageEvent(models.Model):
 
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True, default="")
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        help_text="The error code the client was sent (portal/error_catalogue.py); empty for a success.",
+    )
     target_id = models.BigIntegerField(null=True, blank=True, help_text="The router target that served it.")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)

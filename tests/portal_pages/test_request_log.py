@@ -100,7 +100,7 @@ def test_a_refused_request_shows_it_never_reached_a_model(org: Organization, mem
     event = UsageEvent.objects.get()
     html = as_user(member).get(f"{LOG}{event.request_id}/").content.decode()
     assert "<strong>Refused</strong>" in html and "<strong>Accepted</strong>" not in html
-    assert "This key sent requests too quickly" in html and "refused requests never do" in html
+    assert "This key&#x27;s rate limit was reached" in html and "refused requests never do" in html
 
 
 def test_a_request_that_never_finished_shows_the_missing_steps(org: Organization, member: User, key: Any) -> None:
