@@ -68,7 +68,7 @@ class UsageEvent(models.Model):
         max_length=40,
         blank=True,
         default="",
-        help_text="The error code the client was sent (portal/error_catalogue.py); empty for a success.",
+        help_text="The `error.code` the client was sent; empty for a success or a client that hung up.",
     )
     target_id = models.BigIntegerField(null=True, blank=True, help_text="The router target that served it.")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -28,7 +28,7 @@ class RequestQuerySerializer(serializers.Serializer):
     model = serializers.CharField(required=False, max_length=80, help_text="Only requests for this model alias.")
     outcome = serializers.ChoiceField(choices=Outcome.choices, required=False)
     error_code = serializers.ChoiceField(
-        choices=sorted(CATALOGUE),
+        choices=sorted((code, kind.log_title) for code, kind in CATALOGUE.items()),
         required=False,
         help_text="Only requests that ended with this error code (the `error.code` the gateway sent).",
     )
