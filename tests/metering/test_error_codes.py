@@ -126,3 +126,20 @@ def test_a_code_longer_than_the_column_is_set_aside_with_the_reason(org: Any, ke
     result = usage_events_write(events=[event])
     assert [rejected.reason for rejected in result.rejected] == ["error_code longer than 40 characters"]
     assert not UsageEvent.objects.exists()
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_drain_worker_of_the_previous_release_still_writes_rows(
+    org: Any, key: ApiKey, copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During a rolling deploy, workers still running the release before this column insert rows without it: the
+    database fills in an empty code instead of refusing them (the drain would dead-letter good events)."""
+    from metering import store
+    from metering.ledger import COLUMNS, row_from_events
+
+    monkeypatch.setattr(store, "use_copy", copy)
+    row = row_from_events(lifecycle(organization_id=org.pk, key_id=key.pk))
+    before = tuple(name for name in COLUMNS if name != "error_code")
+    values = [tuple(getattr(row, name) for name in before)]
+    store.bulk_insert(UsageEvent, before, values, "ON CONFLICT (request_id) DO NOTHING")
+    assert UsageEvent.objects.get(request_id=row.request_id).error_code == ""
