@@ -92,7 +92,9 @@ class Completion:
         """A refusal after the key is known: recorded for the request log, never billed."""
         status, latency = CATALOGUE[code].status, self._latency_ms()
         self.gw.metrics.answered(self.kind, outcome, status, latency)
-        await self.gw.usage.record_now(self._event("refused", outcome=outcome, status_code=status, latency_ms=latency))
+        await self.gw.usage.record_now(
+            self._event("refused", outcome=outcome, status_code=status, error_code=code, latency_ms=latency)
+        )
         await send_error(self.send, code, self.request_id, message=message, param=param, extra_headers=headers or [])
 
     def _latency_ms(self) -> int:
@@ -111,6 +113,7 @@ class Completion:
                         "refused",
                         outcome="client_error",
                         status_code=CATALOGUE[auth.code].status,
+                        error_code=auth.code,
                         latency_ms=self._latency_ms(),
                     )
                 )
@@ -318,6 +321,7 @@ class Completion:
                 admitted_at_ms=decision.admitted_at_ms,
                 outcome=exchange.outcome,
                 status_code=exchange.status or None,
+                error_code=exchange.ledger_error_code,
                 target_id=exchange.target_id,
                 forwarded_at_ms=exchange.forwarded_at_ms,
                 latency_ms=latency,

@@ -50,6 +50,14 @@ class Exchange:
     backend_message: str = ""  # a backend's refusal of the request, when it is safe to show the client
 
     @property
+    def ledger_error_code(self) -> str:
+        """The code the `completed` event records: the error the client was sent, or "" for an answer or a
+        client that hung up (nothing was sent to it to name)."""
+        if self.outcome in ("ok", "client_cancelled"):
+            return ""
+        return self.error_code or ""
+
+    @property
     def refundable(self) -> bool:
         """Routing and backend failures give the allowance back, and so does a request refused as invalid (by the
         adapter or the backend) before any answer: the client got nothing. Anything the client received counts."""
@@ -290,7 +298,6 @@ class Forwarder:
                         exchange.outcome, exchange.detail = "backend_error", _loggable(event.detail)
                         await self.gw.availability.record(route, target.id, failed=True)
                         await _send_stream_error(send, exchange, "")
-                        exchange.error_code = "backend_error"
                         return
                     out.append(event.sse())
                     exchange.chunks += event.kind == "chunk"
@@ -311,7 +318,6 @@ class Forwarder:
             exchange.detail = f"stream broke: {type(error).__name__}"
             await self.gw.availability.record(route, target.id, failed=True)
             await _send_stream_error(send, exchange, "")
-            exchange.error_code = exchange.outcome
         finally:
             relaying = False  # the connection may go back to the pool: a late callback must not touch it
             _take_usage(exchange, translator.usage)
@@ -385,6 +391,7 @@ async def _send_error(
 async def _send_stream_error(send: Send, exchange: Exchange, request_id: str) -> None:
     """An OpenAI-style error event that ends a stream already under way, then the end of the body."""
     code = "backend_timeout" if exchange.outcome == "backend_timeout" else "backend_error"
+    exchange.error_code = code  # what the client was told, for the ledger
     kind = CATALOGUE[code]
     event = StreamEvent(
         "chunk",

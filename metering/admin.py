@@ -23,7 +23,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ("request_id", "organization", "started_at", "stage", "outcome", "model", "cost_units", "billed")
+    list_display = (
+        "request_id",
+        "organization",
+        "started_at",
+        "stage",
+        "outcome",
+        "error_code",
+        "model",
+        "cost_units",
+        "billed",
+    )
     list_filter = ("stage", "outcome", "billed", "stream")
     search_fields = ("=request_id",)  # exact: the unique index answers it
     list_select_related = ("organization",)

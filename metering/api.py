@@ -109,6 +109,7 @@ class RequestViewSet(viewsets.GenericViewSet):
             key_id=filters.get("key"),
             model=filters.get("model"),
             outcome=filters.get("outcome"),
+            error_code=filters.get("error_code"),
             request_id=filters.get("request_id"),
         )
         page = self.paginate_queryset(events)

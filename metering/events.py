@@ -51,6 +51,10 @@ class LifecycleEvent:
     admitted_at_ms: int | None = None  # when the allowance was booked (refunds and rebuilds need it)
     outcome: str = ""
     status_code: int | None = None
+    # On `refused`, and on `completed` when the request ended in an error: the `error.code` the client was sent
+    # (portal/error_catalogue.py), so the log can tell a revoked key from a typo, or a key's rate limit from the
+    # organization's allowance. Empty for a success or a client that hung up.
+    error_code: str = ""
     target_id: int | None = None
     # On `completed`: when the request reached its target. The gateway drops a `forwarded` event that would be
     # written in the same batch as its `completed` one; this field keeps what it said.

@@ -1,12 +1,19 @@
-"""What a request's outcome means, in the product's words, for the request log: what happened, whether it counted,
-and what to do next. Keyed by the ledger's outcome and HTTP status (metering does not import the gateway's error
-catalogue; these sentences follow its codes and next steps)."""
+"""What a request's outcome means, in the product's words, for the request log and `/api/v1/requests`: what
+happened, whether it counted, and what to do next.
+
+Explained from the row's `error_code` through the product's one error catalogue (portal/error_catalogue.py, which
+the gateway answers from too), with what the row knows added (when the key was revoked or expired). Rows recorded
+before the ledger kept the code are explained from their outcome and HTTP status; outcomes that are not errors sent
+to the client (a client that hung up, a request closed as unknown) have their own sentences here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 
 from metering.models import Outcome, Stage, UsageEvent
+from portal.error_catalogue import CATALOGUE, ErrorKind
 
 
 @dataclass(frozen=True)
@@ -16,12 +23,25 @@ class Explanation:
     next_step: str
 
 
+# Refused before any key was known: such requests are nobody's, so they never reach a request log.
+_NEVER_LOGGED = frozenset({"invalid_api_key", "too_many_invalid_keys", "method_not_allowed", "not_found"})
+# The request log's error filter: the codes its rows can hold, by what the log calls them.
+ERROR_CODE_CHOICES = [
+    (code, f"{kind.log_title} ({code})") for code, kind in CATALOGUE.items() if code not in _NEVER_LOGGED
+]
+
+# Rows without a code (recorded before the ledger kept it): the code their outcome or status stands for, where
+# only one does.
+_CODE_BY_OUTCOME: dict[str, str] = {
+    Outcome.RATE_LIMITED: "rate_limit_exceeded",
+    Outcome.QUOTA_EXHAUSTED: "quota_exhausted",
+    Outcome.BACKEND_ERROR: "backend_error",
+    Outcome.BACKEND_TIMEOUT: "backend_timeout",
+}
+_CODE_BY_STATUS = {400: "invalid_request", 404: "model_not_found", 413: "request_too_large"}
+
+# ... and where several do, the old sentences that cover them all.
 _BY_STATUS: dict[int, Explanation] = {
-    400: Explanation(
-        "The request was not valid",
-        "The body was not the JSON the API expects: a field was missing, had the wrong type, or the JSON was broken.",
-        "Fix the request as the error message in the response says, then send it again.",
-    ),
     401: Explanation(
         "The API key was not accepted",
         "The key was missing, mistyped, revoked or expired, so the request was turned away before anything ran.",
@@ -32,44 +52,9 @@ _BY_STATUS: dict[int, Explanation] = {
         "Your plan or this key's settings do not include the model asked for, or the key lacks the needed scope.",
         "Pick a model your plan includes (see the Models page), change the key's allowed models, or upgrade.",
     ),
-    404: Explanation(
-        "The model does not exist",
-        "No model by that name is in the catalog.",
-        "Use a name from the Models page or from GET /v1/models.",
-    ),
-    413: Explanation(
-        "The request was too large",
-        "The request body was larger than the gateway accepts.",
-        "Send a shorter conversation or prompt.",
-    ),
 }
 
 _BY_OUTCOME: dict[str, Explanation] = {
-    Outcome.RATE_LIMITED: Explanation(
-        "This key sent requests too quickly",
-        "Each key may send a limited number of requests per minute; this one came in over that pace.",
-        "Wait the seconds the Retry-After header gives, then retry. Spreading requests out avoids this.",
-    ),
-    Outcome.QUOTA_EXHAUSTED: Explanation(
-        "Your organization's allowance was used up",
-        "All of the allowance for the window had been used when this request arrived.",
-        "Wait until the allowance comes back (the Usage page says when), or ask for a bigger plan.",
-    ),
-    Outcome.ROUTING_ERROR: Explanation(
-        "No backend could take the request",
-        "Every backend serving this model was unavailable at that moment. The problem was on our side.",
-        "Retry in a few seconds.",
-    ),
-    Outcome.BACKEND_ERROR: Explanation(
-        "The backend failed while answering",
-        "The model's backend returned an error part-way or instead of an answer. The problem was on our side.",
-        "Retry the request.",
-    ),
-    Outcome.BACKEND_TIMEOUT: Explanation(
-        "The backend did not answer in time",
-        "The model's backend took longer than the gateway waits. The problem was on our side.",
-        "Retry the request; a smaller max_tokens makes answers quicker.",
-    ),
     Outcome.CLIENT_CANCELLED: Explanation(
         "Your client hung up",
         "The connection closed before the answer was complete, for example a timeout or a stopped stream.",
@@ -83,15 +68,58 @@ _BY_OUTCOME: dict[str, Explanation] = {
 }
 
 
-def explain(event: UsageEvent) -> Explanation | None:
-    """None for a request that succeeded, or one still running."""
-    if event.outcome == Outcome.OK:
+def explain(event: UsageEvent, *, zone: tzinfo = UTC) -> Explanation | None:
+    """None for a request that succeeded, or one still running. Times are given in `zone`."""
+    if event.outcome == Outcome.OK or not event.outcome:
         return None
+    kind = CATALOGUE.get(event.error_code or _code_of_old_row(event))
+    if kind is not None:
+        return _explained(kind, event, zone)
     if event.outcome == Outcome.CLIENT_ERROR:
-        return _BY_STATUS.get(event.status_code or 400, _BY_STATUS[400])
-    if event.outcome:
-        return _BY_OUTCOME.get(event.outcome)
-    return None
+        return _BY_STATUS.get(event.status_code or 0) or _explained(CATALOGUE["invalid_request"], event, zone)
+    return _BY_OUTCOME.get(event.outcome)
+
+
+def _explained(kind: ErrorKind, event: UsageEvent, zone: tzinfo) -> Explanation:
+    return Explanation(kind.log_title, _what(kind, event, zone), kind.log_advice)
+
+
+def _code_of_old_row(event: UsageEvent) -> str:
+    """The code a row recorded without one stands for, or "" when its outcome and status do not tell."""
+    if event.outcome == Outcome.ROUTING_ERROR:
+        # Refused: admission could not be checked; completed: no target could take it.
+        return "service_unavailable" if event.stage == Stage.REFUSED else "no_healthy_backend"
+    if event.outcome == Outcome.CLIENT_ERROR:
+        if event.status_code == 401:
+            return _key_state_at(event)
+        return _CODE_BY_STATUS.get(event.status_code or 0, "")
+    return _CODE_BY_OUTCOME.get(event.outcome, "")
+
+
+def _key_state_at(event: UsageEvent) -> str:
+    """A 401 in the ledger was a real key refused for its state: the key says which, if it still exists."""
+    key = event.api_key
+    if key is None:
+        return ""
+    if key.revoked_at is not None and key.revoked_at <= event.started_at:
+        return "key_revoked"
+    if key.expires_at is not None and key.expires_at <= event.started_at:
+        return "key_expired"
+    return ""
+
+
+def _what(kind: ErrorKind, event: UsageEvent, zone: tzinfo) -> str:
+    key = event.api_key
+    if kind.code == "key_revoked" and key is not None and key.revoked_at is not None:
+        return f"{kind.log_what} It was revoked on {_when(key.revoked_at, zone)}."
+    if kind.code == "key_expired" and key is not None and key.expires_at is not None:
+        return f"{kind.log_what} It expired on {_when(key.expires_at, zone)}."
+    return kind.log_what
+
+
+def _when(at: datetime, zone: tzinfo) -> str:
+    local = at.astimezone(zone)
+    return f"{local.day} {local:%b %Y} at {local:%H:%M} ({zone})"
 
 
 def counted_sentence(event: UsageEvent) -> str:

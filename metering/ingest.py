@@ -42,7 +42,15 @@ log = logging.getLogger(__name__)
 
 _INT32 = 2**31 - 1
 _MAX_AT_MS = 32_503_680_000_000  # year 3000: anything later is a unit mistake (microseconds, not milliseconds)
-_LENGTHS = {"request_id": 64, "model": 80, "served_model": 80, "family": 40, "plan": 40, "allowance_class": 20}
+_LENGTHS = {
+    "request_id": 64,
+    "model": 80,
+    "served_model": 80,
+    "family": 40,
+    "plan": 40,
+    "allowance_class": 20,
+    "error_code": 40,
+}
 _INT32_FIELDS = ("cost_units", "latency_ms", "prompt_tokens", "completion_tokens")
 
 # Per process: the newest last_used_at (ms) this process wrote for each key, once its transaction committed.

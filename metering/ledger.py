@@ -6,6 +6,8 @@ Merging is monotonic, which is what makes ingestion idempotent and order-indepen
 - each lifecycle timestamp and each descriptive field is set by the first event that carries it and never changed;
 - the completion fields come from the first `completed` event (which also replaces reconciliation's `unknown`);
 - `refunded` only turns on;
+- `error_code` goes with the outcome: it is set by the event that sets the outcome (the refusal, else the first
+  `completed` event), so a row never holds one request end's outcome beside another's code;
 - a refusal is final: once a row has its request's `refused` event, it stays refused (and unbilled) whatever else
   arrives for that request id. A refused row that also heard an admission (Redis ran the admission call after the
   gateway had stopped waiting and answered 503) keeps that admission's units and time and is marked `refunded`:
@@ -57,6 +59,7 @@ class LedgerRow:
     admitted_at_ms: int | None = None
     outcome: str = ""
     status_code: int | None = None
+    error_code: str = ""
     target_id: int | None = None
     latency_ms: int | None = None
     prompt_tokens: int | None = None
@@ -145,12 +148,15 @@ def _apply(row: LedgerRow, event: LifecycleEvent) -> None:
         if row.stage != Stage.REFUSED:
             row.stage = Stage.REFUSED
             row.outcome = event.outcome or Outcome.CLIENT_ERROR
+            # Even an empty code: whatever a completion said is no longer how the request ended.
+            row.error_code = event.error_code
             _fill_result(row, event)
         return
     if row.stage == Stage.REFUSED:
         return
     if stage == "completed" and STAGE_RANK[row.stage] < STAGE_RANK[Stage.COMPLETED]:
         row.outcome = event.outcome or Outcome.UNKNOWN
+        row.error_code = event.error_code
         _fill_result(row, event)
 
     if STAGE_RANK[stage] > STAGE_RANK[row.stage]:

@@ -64,6 +64,15 @@ class UsageEvent(models.Model):
 
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True, default="")
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # db_default too: a drain worker of the release before this column inserts without it during a rolling deploy,
+    # and the database must fill it in rather than refuse the row (which would dead-letter good events).
+    error_code = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The `error.code` the client was sent; empty for a success or a client that hung up.",
+    )
     target_id = models.BigIntegerField(null=True, blank=True, help_text="The router target that served it.")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -4,6 +4,8 @@ organizations get 404."""
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -16,7 +18,7 @@ from accounts.views.access import membership_or_404
 from apikeys.models import ApiKey
 from apikeys.selectors import apikeys_for_organization
 from metering import selectors
-from metering.explanations import counted_sentence, explain, lifecycle
+from metering.explanations import ERROR_CODE_CHOICES, counted_sentence, explain, lifecycle
 from metering.models import Outcome, UsageEvent
 from metering.presentation import zone_for
 from routing.selectors import model_aliases_listed
@@ -31,6 +33,7 @@ class RequestFilterForm(forms.Form):
     key = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Key")
     model = forms.CharField(required=False, max_length=80, strip=True, label="Model")
     outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *Outcome.choices], label="Outcome")
+    error_code = forms.ChoiceField(required=False, choices=[("", "Any error"), *ERROR_CODE_CHOICES], label="Error")
     page = forms.IntegerField(required=False, min_value=1)
 
     def __init__(self, *args: object, keys: list[ApiKey], **kwargs: object) -> None:
@@ -38,8 +41,8 @@ class RequestFilterForm(forms.Form):
         self.fields["key"].choices = [("", "Any key"), *((key.pk, f"{key.name} ({key.masked})") for key in keys)]  # type: ignore[attr-defined]
 
 
-def _explained(event: UsageEvent) -> dict[str, object]:
-    return {"event": event, "explanation": explain(event)}
+def _explained(event: UsageEvent, zone: tzinfo) -> dict[str, object]:
+    return {"event": event, "explanation": explain(event, zone=zone)}
 
 
 @login_required
@@ -49,11 +52,12 @@ def request_log(request: AuthedRequest, slug: str) -> HttpResponse:
     organization = membership.organization
     keys = list(apikeys_for_organization(organization=organization).order_by("name", "pk"))
     form = RequestFilterForm(request.GET or None, keys=keys)
+    zone = zone_for(request)
     context: dict[str, object] = {
         "membership": membership,
         "organization": organization,
         "form": form,
-        "zone": zone_for(request),
+        "zone": zone,
         "models": [alias.alias for alias in model_aliases_listed()],
     }
     status = 200
@@ -67,10 +71,11 @@ def request_log(request: AuthedRequest, slug: str) -> HttpResponse:
             key_id=data.get("key"),
             model=data.get("model") or None,
             outcome=data.get("outcome") or None,
+            error_code=data.get("error_code") or None,
             request_id=data.get("request_id") or None,
         )
         page = Paginator(events, PAGE_SIZE).get_page(data.get("page") or 1)
-        context.update({"rows": [_explained(event) for event in page], "page": page, "invalid": False})
+        context.update({"rows": [_explained(event, zone) for event in page], "page": page, "invalid": False})
         query = request.GET.copy()
         query.pop("page", None)
         context["query"] = query.urlencode()
@@ -85,13 +90,14 @@ def request_detail(request: AuthedRequest, slug: str, request_id: str) -> HttpRe
     event = selectors.usage_event_for_request(organization_id=membership.organization_id, request_id=request_id)
     if event is None:
         raise Http404("No such request in this organization's log")
+    zone = zone_for(request)
     context = {
         "membership": membership,
         "organization": membership.organization,
         "event": event,
-        "explanation": explain(event),
+        "explanation": explain(event, zone=zone),
         "counted": counted_sentence(event),
         "steps": lifecycle(event),
-        "zone": zone_for(request),
+        "zone": zone,
     }
     return render(request, "metering/request_detail.html", context)

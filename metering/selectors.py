@@ -205,6 +205,7 @@ def usage_events_recent(
     key_id: int | None = None,
     model: str | None = None,
     outcome: str | None = None,
+    error_code: str | None = None,
     request_id: str | None = None,
 ) -> QuerySet[UsageEvent]:
     """The request log, newest first; each filter narrows it."""
@@ -215,6 +216,9 @@ def usage_events_recent(
         events = events.filter(model=model)
     if outcome:
         events = events.filter(outcome=outcome)
+    if error_code:
+        # No index of its own: the organization's time index bounds the scan, as for a rare outcome.
+        events = events.filter(error_code=error_code)
     if request_id:
         events = events.filter(request_id=request_id)
     return events.select_related("api_key").order_by("-started_at", "-id")

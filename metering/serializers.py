@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from metering.events import OUTCOMES
+from metering.explanations import explain
 from metering.models import Outcome, UsageEvent
 from metering.selectors import UsageTotals
+from portal.error_catalogue import CATALOGUE
 
 MAX_DAYS = 90
 
@@ -23,6 +27,11 @@ class RequestQuerySerializer(serializers.Serializer):
     key = serializers.IntegerField(required=False, min_value=1, help_text="Only requests made with this key id.")
     model = serializers.CharField(required=False, max_length=80, help_text="Only requests for this model alias.")
     outcome = serializers.ChoiceField(choices=Outcome.choices, required=False)
+    error_code = serializers.ChoiceField(
+        choices=sorted((code, kind.log_title) for code, kind in CATALOGUE.items()),
+        required=False,
+        help_text="Only requests that ended with this error code (the `error.code` the gateway sent).",
+    )
     request_id = serializers.CharField(required=False, max_length=64)
 
 
@@ -97,9 +106,16 @@ class UsageSerializer(serializers.Serializer):
     by_model = ModelUsageSerializer(many=True)
 
 
+class ExplanationSerializer(serializers.Serializer):
+    title = serializers.CharField(help_text='What happened, in a few words ("Revoked key").')
+    what = serializers.CharField(help_text="What happened, in a sentence or two.")
+    next_step = serializers.CharField(help_text="What to do about it.")
+
+
 class UsageEventSerializer(serializers.ModelSerializer):
     key_id = serializers.IntegerField(source="reported_key_id")
     key_name = serializers.SerializerMethodField()
+    explanation = serializers.SerializerMethodField()
 
     class Meta:
         model = UsageEvent
@@ -109,6 +125,8 @@ class UsageEventSerializer(serializers.ModelSerializer):
             "stage",
             "outcome",
             "status_code",
+            "error_code",
+            "explanation",
             "model",
             "served_model",
             "family",
@@ -133,3 +151,8 @@ class UsageEventSerializer(serializers.ModelSerializer):
 
     def get_key_name(self, event: UsageEvent) -> str:
         return event.api_key.name if event.api_key is not None else ""
+
+    @extend_schema_field(ExplanationSerializer(allow_null=True, help_text="Null for a success or a request in flight."))
+    def get_explanation(self, event: UsageEvent) -> dict[str, str] | None:
+        found = explain(event)  # times in UTC, as everywhere in the API
+        return None if found is None else asdict(found)

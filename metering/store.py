@@ -21,7 +21,7 @@ from django.db.models import Field, Model
 from metering.ledger import COLUMNS, WRITABLE_FIELDS, LedgerRow
 from metering.models import UsageEvent
 
-_CHUNK = 500  # rows per VALUES statement: 28 columns stays under SQLite's bound-parameter limit
+_CHUNK = 500  # rows per VALUES statement: 29 columns stays under SQLite's bound-parameter limit (32,766)
 
 # Switched off by tests to run the portable form on PostgreSQL too.
 use_copy = True

@@ -113,7 +113,7 @@ def test_a_new_customer_signs_up_calls_the_api_and_sees_it(
     # the whole lifecycle.
     page.goto(f"{base}/orgs/{slug}/requests/")
     refused_row = page.locator(f"tr[data-request-id='{refused_id}']")
-    assert "401" in refused_row.inner_text()
+    assert "401" in refused_row.inner_text() and "key_revoked" in refused_row.inner_text()
     row = page.locator(f"tr[data-request-id='{ok_id}']")
     assert "OK" in row.inner_text() and "200" in row.inner_text()
     row.get_by_role("link", name=ok_id).click()

@@ -3,6 +3,7 @@ filters and pagination on the request log."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apikeys.models import ApiKey
+from apikeys.services import apikey_revoke
 from metering.ingest import usage_events_ingest
 from metering.ledger import datetime_to_ms
 from tests.factories import issue_key
@@ -138,3 +140,62 @@ def test_one_request_answers_accepted_forwarded_completed_recorded(member: Any, 
         assert body[stamp] is not None
     assert body["key_name"] == "metering test"
     assert "target_id" not in body  # customers never see the router layout
+
+
+def test_the_request_log_says_which_error_each_request_ended_with(org: Any, key: ApiKey, owner: Any) -> None:
+    """A revoked key is told apart from the key's rate limit and the organization's allowance, by code and in words;
+    a row recorded before the ledger kept codes is still explained from its outcome."""
+    apikey_revoke(key=key, actor=owner)
+    revoked = dataclasses.replace(
+        refusal(organization_id=org.pk, key_id=key.pk, outcome="client_error"),
+        status_code=401,
+        error_code="key_revoked",
+    )
+    quota = dataclasses.replace(
+        refusal(organization_id=org.pk, key_id=key.pk, outcome="quota_exhausted"), error_code="quota_exhausted"
+    )
+    old = refusal(organization_id=org.pk, key_id=key.pk, outcome="rate_limited")  # no code: an older gateway's
+    ok = lifecycle(organization_id=org.pk, key_id=key.pk)
+    usage_events_ingest(events=[revoked, quota, old, *ok])
+    client = session(owner)
+
+    rows = {
+        row["request_id"]: row for row in client.get("/api/v1/requests", {"organization": "acme"}).json()["results"]
+    }
+    assert rows[revoked.request_id]["error_code"] == "key_revoked"
+    explained = rows[revoked.request_id]["explanation"]
+    assert explained["title"] == "Revoked key"
+    key.refresh_from_db()
+    at = key.revoked_at.astimezone(UTC)  # type: ignore[union-attr]
+    assert explained["what"].endswith(f"It was revoked on {at.day} {at:%b %Y} at {at:%H:%M} (UTC).")
+    assert explained["next_step"] == "Create a new key on the API keys page and use it instead."
+    assert (rows[quota.request_id]["error_code"], rows[quota.request_id]["explanation"]["title"]) == (
+        "quota_exhausted",
+        "Your organization's allowance was used up",
+    )
+    assert (rows[old.request_id]["error_code"], rows[old.request_id]["explanation"]["title"]) == (
+        "",
+        "This key's rate limit was reached",
+    )
+    assert (rows[ok[0].request_id]["error_code"], rows[ok[0].request_id]["explanation"]) == ("", None)
+
+    def ids(code: str) -> list[str]:
+        body = client.get("/api/v1/requests", {"organization": "acme", "error_code": code}).json()
+        return [row["request_id"] for row in body["results"]]
+
+    assert ids("quota_exhausted") == [quota.request_id]
+    assert ids("key_revoked") == [revoked.request_id]
+    assert ids("key_expired") == []
+    refused = client.get("/api/v1/requests", {"organization": "acme", "error_code": "teleported"})
+    assert refused.status_code == 400 and "error_code" in refused.json()
+    one = client.get(f"/api/v1/requests/{revoked.request_id}", {"organization": "acme"}).json()
+    assert (one["error_code"], one["explanation"]["title"]) == ("key_revoked", "Revoked key")
+
+
+def test_the_schema_documents_the_error_code_and_its_explanation(member: Any) -> None:
+    schema = session(member).get("/api/schema/", {"format": "json"}).json()
+    event = schema["components"]["schemas"]["UsageEvent"]["properties"]
+    assert event["error_code"]["type"] == "string"
+    assert "explanation" in event
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/requests"]["get"]["parameters"]}
+    assert "quota_exhausted" in parameters["error_code"]["schema"]["enum"]

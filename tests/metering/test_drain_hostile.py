@@ -162,6 +162,7 @@ _FIELDS = [
     "admitted_at_ms",
     "outcome",
     "status_code",
+    "error_code",
     "target_id",
     "latency_ms",
     "prompt_tokens",

@@ -77,4 +77,7 @@ def test_a_call_with_a_revoked_key_shows_in_the_log(
     assert response is not None and response.status_code == 401
     assert drained([response.headers["x-request-id"]], timeout=3)
     html = as_user(catalog.owner).get("/orgs/acme/requests/").content.decode()
-    assert response.headers["x-request-id"] in html and "The API key was not accepted" in html
+    assert response.headers["x-request-id"] in html
+    # Told apart from a mistyped key: the code the client got, and when the key was revoked.
+    assert "Revoked key" in html and "<code>key_revoked</code>" in html and "It was revoked on" in html
+    assert "Unknown key" not in html

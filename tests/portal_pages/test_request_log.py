@@ -3,12 +3,17 @@ and search by request id; one request's lifecycle; errors explained in the produ
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from accounts.models import Organization, User
+from apikeys.services import apikey_revoke
 from metering.ingest import usage_events_write
+from metering.ledger import datetime_to_ms
 from metering.models import UsageEvent
 from tests.factories import issue_key, verified
 from tests.metering.factories import lifecycle, refusal
@@ -100,7 +105,7 @@ def test_a_refused_request_shows_it_never_reached_a_model(org: Organization, mem
     event = UsageEvent.objects.get()
     html = as_user(member).get(f"{LOG}{event.request_id}/").content.decode()
     assert "<strong>Refused</strong>" in html and "<strong>Accepted</strong>" not in html
-    assert "This key sent requests too quickly" in html and "refused requests never do" in html
+    assert "This key&#x27;s rate limit was reached" in html and "refused requests never do" in html
 
 
 def test_a_request_that_never_finished_shows_the_missing_steps(org: Organization, member: User, key: Any) -> None:
@@ -113,3 +118,70 @@ def test_a_request_that_never_finished_shows_the_missing_steps(org: Organization
 
 def test_an_unknown_request_id_is_404(org: Organization, member: User, key: Any) -> None:
     assert as_user(member).get(f"{LOG}req_does_not_exist/").status_code == 404
+
+
+def coded(org: Organization, key: Any, outcome: str, code: str, status: int, at_ms: int | None = None) -> str:
+    """A refusal as the gateway reports it now, with the code its client was sent; its request id."""
+    event = dataclasses.replace(
+        refusal(organization_id=org.pk, key_id=key.pk, outcome=outcome, at_ms=at_ms),
+        status_code=status,
+        error_code=code,
+    )
+    assert not usage_events_write(events=[event]).rejected
+    return event.request_id
+
+
+def row_of(html: str, request_id: str) -> str:
+    return html.split(f'data-request-id="{request_id}"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_the_log_tells_a_revoked_key_from_the_keys_rate_limit_and_the_organizations_allowance(
+    org: Organization, owner: User, member: User, key: Any
+) -> None:
+    apikey_revoke(key=key, actor=owner)
+    key.refresh_from_db()
+    revoked = coded(org, key, "client_error", "key_revoked", 401)
+    limited = coded(org, key, "rate_limited", "rate_limit_exceeded", 429)
+    quota = coded(org, key, "quota_exhausted", "quota_exhausted", 429)
+    client = as_user(member)
+    client.cookies["tz"] = "Asia/Tokyo"  # the reader's zone, as base.html sets it
+    html = client.get(LOG).content.decode()
+
+    at = key.revoked_at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert at.tzinfo is not None and at.utcoffset() != datetime.now(UTC).utcoffset()
+    row = row_of(html, revoked)
+    assert "<code>key_revoked</code>" in row and "Revoked key." in row
+    assert f"It was revoked on {at.day} {at:%b %Y} at {at:%H:%M} (Asia/Tokyo)." in row
+    assert "Create a new key on the API keys page" in row
+    row = row_of(html, limited)
+    assert "<code>rate_limit_exceeded</code>" in row and "This key&#x27;s rate limit was reached." in row
+    assert "Your organization&#x27;s allowance was not the cause." in row
+    row = row_of(html, quota)
+    assert "<code>quota_exhausted</code>" in row and "Your organization&#x27;s allowance was used up." in row
+    assert "This key&#x27;s own rate limit was not the cause." in row
+
+    only = client.get(LOG, {"error_code": "rate_limit_exceeded"}).content.decode()
+    assert only.count("data-request-id=") == 1 and limited in only
+    assert '<option value="rate_limit_exceeded" selected>' in only
+    assert client.get(LOG, {"error_code": "nonsense"}).status_code == 400
+
+    detail = client.get(f"{LOG}{revoked}/").content.decode()
+    assert "<dt>Error code</dt><dd><code>key_revoked</code></dd>" in detail
+    assert '<h2 id="why-title">Revoked key</h2>' in detail and "It was revoked on" in detail
+
+
+def test_rows_recorded_before_the_ledger_kept_codes_are_still_explained(
+    org: Organization, owner: User, member: User, key: Any
+) -> None:
+    """An older row has an outcome and a status only: a 401 from a key revoked before it is read as a revoked key;
+    one the key's state does not explain keeps the sentence that covers every 401."""
+    old_401 = coded(org, key, "client_error", "", 401)
+    html = as_user(member).get(f"{LOG}{old_401}/").content.decode()
+    assert "The API key was not accepted" in html and "<dt>Error code</dt><dd>—</dd>" in html
+
+    apikey_revoke(key=key, actor=owner)
+    key.refresh_from_db()
+    later_401 = coded(org, key, "client_error", "", 401, at_ms=datetime_to_ms(key.revoked_at) + 1)
+    html = as_user(member).get(f"{LOG}{later_401}/").content.decode()
+    assert '<h2 id="why-title">Revoked key</h2>' in html
+    assert "The API key was not accepted" in as_user(member).get(f"{LOG}{old_401}/").content.decode()
