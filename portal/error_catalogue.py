@@ -1,9 +1,10 @@
 """Every error the product can give a request, in one place: what the `/v1` gateway answers and what the request
 log says about it afterwards.
 
-Keyed by the error code the client receives (`error.code`). Each entry holds the `/v1` envelope's fields (HTTP status,
-OpenAI `type`, product `category`, default `message`, `next_step`; docs/architecture.md, "Errors") and the request log's words
-for the same refusal, read later by the person who owns the key (`log_title`, `log_what`, `log_next_step`). The
+Keyed by the error code the client receives (`error.code`). Each entry holds the `/v1` envelope's fields (HTTP
+status, OpenAI `type`, product `category`, default `message`, `next_step`; docs/architecture.md, "Errors") and the
+request log's words for the same refusal, read later by the person who owns the key (`log_title`, `log_what`,
+`log_next_step`). The
 gateway renders the envelope (gateway/errors.py); the ledger stores the code (`UsageEvent.error_code`) and metering
 explains a row from it (metering/explanations.py). Both import this module and nothing here imports either of them.
 
