@@ -1,4 +1,4 @@
-"""`manage.py catalog`: plans, router pools and model aliases as code (billing/catalog_apply.py).
+"""`manage.py catalog`: plans, router pools and model aliases as code (billing/catalog/).
 
     catalog apply FILE [--prune]   make the database match FILE (YAML or JSON; "-" reads stdin)
     catalog apply --check FILE     print what apply would change; exit 1 if anything would
@@ -15,8 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.catalog_apply import catalog_apply, catalog_export
-from routing.catalog_file import CatalogError, load_document
+from billing.catalog import CatalogError, catalog_apply, catalog_export, load_document
 
 
 class Command(BaseCommand):

@@ -19,8 +19,7 @@ from accounts.models import Membership, User
 from accounts.services import organization_create_personal
 from apikeys.models import ApiKey, KeyStatus
 from apikeys.services import apikey_issue, apikey_revoke
-from billing.catalog_apply import catalog_apply
-from routing.catalog_file import load_document
+from billing.catalog import catalog_apply, load_document
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105  (printed for the local demo; never used in production)

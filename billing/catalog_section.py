@@ -1,4 +1,4 @@
-"""The `plans:` section of the catalog file (format: docs/catalog.md).
+"""The `plans:` section of the catalog file (format: docs/catalog.md; the file is billing/catalog/).
 
 A plan's allowances are exactly one `short` and one `weekly` rolling window; `models: ["*"]` means every alias.
 Plans refer to model aliases (`models`, `degrade_to`) and to other plans (`upgrade_to`); a reference to something
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.models import OverLimit, Plan
-from routing.catalog_file import Changes, Path, Reader, save_checked, sync_fields
+from routing.catalog_section import Changes, Path, Reader
 from routing.models import ModelAlias
 
 SLUG_RE = r"[-a-zA-Z0-9_]+"
@@ -171,9 +171,9 @@ def apply_plans(
             changes.create("plan", spec.slug)
             dirty, old_models = True, None
         else:
-            dirty = sync_fields(plan, values, kind="plan", name=spec.slug, labels=LABELS, changes=changes)
+            dirty = changes.sync_fields(plan, values, kind="plan", name=spec.slug, labels=LABELS)
             old_models = [alias.alias for alias in plan.entitled_models.all()]
-        if dirty and not save_checked(plan, reader=reader, path=spec.path, labels=LABELS):
+        if dirty and not reader.save_checked(plan, path=spec.path, labels=LABELS):
             continue
         if old_models is not None and sorted(old_models) != sorted(spec.models):
             changes.update("plan", spec.slug, "models", sorted(old_models), sorted(spec.models))
@@ -231,7 +231,7 @@ def _link_upgrades(
             changes.update("plan", spec.slug, "upgrade_to", old, spec.upgrade_to)
             changes.plans.add(spec.slug)
             plan.upgrade_to = target
-            save_checked(plan, reader=reader, path=spec.path, labels=LABELS)
+            reader.save_checked(plan, path=spec.path, labels=LABELS)
 
 
 def prune_plans(specs: list[PlanSpec], *, changes: Changes) -> None:

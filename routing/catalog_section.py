@@ -1,24 +1,75 @@
-"""The `pools:` and `models:` sections of the catalog file (format: docs/catalog.md).
+"""The `pools:` and `models:` sections of the catalog file (format: docs/catalog.md; the file is billing/catalog/).
 
 Parsing checks shape and values and reports every problem with its place; applying makes the rows match, recording
 each change; exporting prints the rows back in the file's format. Operational state (draining, probe results) is
 not part of the catalog and is never touched here.
+
+Routing sits below billing, which owns the file, so the sections are written against the two protocols below rather
+than billing's reader and change list (billing's plans section uses them too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import typing  # typing.Protocol: routing.models has a Protocol of its own (cortensor | openai)
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import ProtectedError
 
-from routing.catalog_file import Changes, Path, Reader, save_checked, sync_fields
 from routing.models import ALIAS_RE, ENV_NAME_RE, ModelAlias, Protocol, RouterPool, RouterTarget, base_url_problem
 from routing.prompts import DEFAULT_PROMPT_TEMPLATE, template_problem
 
 SLUG_RE = r"[-a-zA-Z0-9_]+"
 TARGET_LABELS = {"base_url": "url"}
+
+Path = tuple[str | int, ...]  # where a value sits in the file: ("pools", 0, "targets", 1, "url")
+
+
+class Reader(typing.Protocol):
+    """Strict readers for the file's values (billing.catalog.file.Reader): each records a problem at `path` and
+    returns None when the value is wrong."""
+
+    def problem(self, path: Path, message: str) -> None: ...
+
+    def entry(
+        self, path: Path, value: Any, *, required: Collection[str], optional: Collection[str] = ...
+    ) -> dict[str, Any] | None: ...
+
+    def items(self, path: Path, value: Any) -> list[Any]: ...
+
+    def text(
+        self, path: Path, value: Any, *, pattern: str | None = ..., max_length: int = ..., blank: bool = ...
+    ) -> str | None: ...
+
+    def number(self, path: Path, value: Any, *, minimum: int = ..., maximum: int = ...) -> int | None: ...
+
+    def flag(self, path: Path, value: Any) -> bool | None: ...
+
+    def choice(self, path: Path, value: Any, choices: Collection[str]) -> str | None: ...
+
+    def save_checked(self, obj: Any, *, path: Path, labels: Mapping[str, str]) -> bool:
+        """Validate a row with the model's own rules and save it; its problems are recorded at `path`."""
+        ...
+
+
+class Changes(typing.Protocol):
+    """What an apply did (billing.catalog.apply.Changes), one line per change."""
+
+    routing: bool  # pools, targets or aliases changed
+    plans: set[str]  # slugs of plans that changed
+
+    def create(self, kind: str, name: str) -> None: ...
+
+    def update(self, kind: str, name: str, key: str, old: Any, new: Any) -> None: ...
+
+    def delete(self, kind: str, name: str, note: str = ...) -> None: ...
+
+    def sync_fields(
+        self, obj: Any, values: Mapping[str, Any], *, kind: str, name: str, labels: Mapping[str, str]
+    ) -> bool:
+        """Set the fields of a row that differ from `values`, recording each change. True if any did."""
+        ...
 
 
 @dataclass
@@ -153,11 +204,11 @@ def apply_pools(specs: list[PoolSpec], *, reader: Reader, changes: Changes) -> N
         if pool is None:
             pool = RouterPool(slug=spec.slug, **spec.values)
             changes.create("pool", spec.slug)
-        elif not sync_fields(pool, spec.values, kind="pool", name=spec.slug, labels={}, changes=changes):
+        elif not changes.sync_fields(pool, spec.values, kind="pool", name=spec.slug, labels={}):
             _apply_targets(pool, spec, reader=reader, changes=changes)
             continue
         changes.routing = True
-        if save_checked(pool, reader=reader, path=spec.path, labels={}):
+        if reader.save_checked(pool, path=spec.path, labels={}):
             _apply_targets(pool, spec, reader=reader, changes=changes)
 
 
@@ -169,12 +220,10 @@ def _apply_targets(pool: RouterPool, spec: PoolSpec, *, reader: Reader, changes:
         if target is None:
             target = RouterTarget(pool=pool, name=target_spec.name, **target_spec.values)
             changes.create("target", label)
-        elif not sync_fields(
-            target, target_spec.values, kind="target", name=label, labels=TARGET_LABELS, changes=changes
-        ):
+        elif not changes.sync_fields(target, target_spec.values, kind="target", name=label, labels=TARGET_LABELS):
             continue
         changes.routing = True
-        save_checked(target, reader=reader, path=target_spec.path, labels=TARGET_LABELS)
+        reader.save_checked(target, path=target_spec.path, labels=TARGET_LABELS)
 
 
 def apply_models(specs: list[AliasSpec], *, reader: Reader, changes: Changes, known_pools: Collection[str]) -> None:
@@ -191,10 +240,10 @@ def apply_models(specs: list[AliasSpec], *, reader: Reader, changes: Changes, kn
         if alias is None:
             alias = ModelAlias(alias=spec.alias, **values)
             changes.create("model", spec.alias)
-        elif not sync_fields(alias, values, kind="model", name=spec.alias, labels={}, changes=changes):
+        elif not changes.sync_fields(alias, values, kind="model", name=spec.alias, labels={}):
             continue
         changes.routing = True
-        save_checked(alias, reader=reader, path=spec.path, labels={})
+        reader.save_checked(alias, path=spec.path, labels={})
 
 
 def prune_models(models: list[AliasSpec], *, reader: Reader, changes: Changes, path: Path = ("models",)) -> None:

@@ -1,7 +1,4 @@
-"""Catalog as code: make the database's plans, router pools and model aliases match a file, or print them as one.
-
-    catalog_apply(document=load_document(text, source="catalog.yaml"), prune=False, dry_run=False) -> Changes
-    catalog_export() -> str
+"""Applying a catalog file: make the database's plans, router pools and model aliases match it.
 
 One transaction for the whole file: any problem (shape, value, dangling reference, a model's own validation) rolls
 everything back and raises CatalogError listing every problem with its line (YAML) or JSON path. A dry run applies
@@ -13,54 +10,81 @@ not have is never pruned). The gateway hears about committed changes through the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
 
 from accounts.audit import audit_record
-from billing.catalog import PlanSpec, apply_plans, check_default, export_plans, parse_plans, prune_plans
+from billing.catalog.file import Document, Reader, read_catalog
+from billing.catalog_section import PlanSpec, apply_plans, check_default, prune_plans
 from billing.models import Plan
 from portal.invalidation import publish_on_commit
-from routing.catalog import (
+from routing.catalog_section import (
     AliasSpec,
     PoolSpec,
     apply_models,
     apply_pools,
-    export_models,
-    export_pools,
-    parse_models,
-    parse_pools,
     prune_models,
     prune_pools,
 )
-from routing.catalog_file import CatalogError, Changes, Document, Reader, dump_yaml
 from routing.models import ModelAlias, RouterPool
 from routing.services import routing_changed
 
-SECTIONS = ("plans", "pools", "models")
-PARSERS: dict[str, Callable[[Reader, Any], Any]] = {"plans": parse_plans, "pools": parse_pools, "models": parse_models}
-HEADER = (
-    "# Cortensor Portal catalog: plans, router pools and model aliases (`manage.py catalog export`).\n"
-    "# Apply with `manage.py catalog apply FILE`; router keys stay in the environment variables named here.\n"
-)
+
+@dataclass
+class Changes:
+    """What an apply did (or would do), one line per change, in the order they happened."""
+
+    lines: list[str] = field(default_factory=list)
+    routing: bool = False  # pools, targets or aliases changed
+    plans: set[str] = field(default_factory=set)  # slugs of plans that changed
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def create(self, kind: str, name: str) -> None:
+        self.lines.append(f"+ {kind} {name}")
+
+    def update(self, kind: str, name: str, key: str, old: Any, new: Any) -> None:
+        self.lines.append(f"~ {kind} {name}: {key} {_brief(old)} -> {_brief(new)}")
+
+    def delete(self, kind: str, name: str, note: str = "") -> None:
+        self.lines.append(f"- {kind} {name}" + (f" ({note})" if note else ""))
+
+    def sync_fields(
+        self, obj: Any, values: Mapping[str, Any], *, kind: str, name: str, labels: Mapping[str, str]
+    ) -> bool:
+        """Set the fields of an existing row that differ from `values`, recording each change. True if any did."""
+        changed = False
+        for field_name, value in values.items():
+            old = getattr(obj, field_name)
+            if old != value:
+                self.update(kind, name, labels.get(field_name, field_name), _plain(old), _plain(value))
+                setattr(obj, field_name, value)
+                changed = True
+        return changed
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(getattr(value, "slug", None) or getattr(value, "alias", None) or value)
 
 
 def catalog_apply(*, document: Document, prune: bool = False, dry_run: bool = False) -> Changes:
-    reader = Reader(document)
-    data = document.data
-    if not isinstance(data, dict):
-        raise CatalogError([f"{document.where(())}: a catalog is a mapping with {', '.join(SECTIONS)}"])
-    reader.entry((), data, required=(), optional=SECTIONS)
-    parsed: dict[str, Any] = {}
-    for section in data:  # in the file's order, so problems are listed top to bottom
-        if section in PARSERS:
-            parsed[section] = PARSERS[section](reader, data[section])
-    pools, models, plans = parsed.get("pools", []), parsed.get("models", []), parsed.get("plans", [])
+    catalog = read_catalog(document)
+    reader, pools, models, plans = catalog.reader, catalog.pools, catalog.models, catalog.plans
 
     changes = Changes()
     with transaction.atomic():
-        pruned = {section for section in SECTIONS if prune and section in data}  # a section left out is left alone
+        pruned = catalog.sections if prune else set()  # a section left out is left alone
         known = _known(pools, models, plans, pruned=pruned)
         _check_references(reader, models, plans, known)
         reader.raise_if_any()
@@ -73,7 +97,7 @@ def catalog_apply(*, document: Document, prune: bool = False, dry_run: bool = Fa
             prune_models(models, reader=reader, changes=changes)
         if "pools" in pruned:
             prune_pools(pools, reader=reader, changes=changes)
-        if "plans" in data:
+        if "plans" in catalog.sections:
             check_default(reader, ("plans",))
         reader.raise_if_any()  # raising inside the block rolls every change back
         if dry_run:
@@ -128,10 +152,3 @@ def _announce(document: Document, changes: Changes) -> None:
         routing_changed()
     for slug in sorted(changes.plans):
         publish_on_commit("plan", slug)
-
-
-def catalog_export(*, json_format: bool = False) -> str:
-    sections: dict[str, Any] = {"plans": export_plans(), "pools": export_pools(), "models": export_models()}
-    if json_format:
-        return json.dumps(sections, indent=2) + "\n"
-    return dump_yaml(sections, header=HEADER)

@@ -1,21 +1,26 @@
-"""Reading catalog files: YAML or JSON into plain values that remember where they were written, strict field
-readers that collect every problem with its place (file line for YAML, JSON path for JSON), and the change list.
+"""Reading a catalog file: YAML or JSON into plain values that remember where they were written, strict field
+readers that collect every problem with its place (file line for YAML, JSON path for JSON), and the file's sections
+read into specs entry by entry (what references name is checked when applying, against the database).
 
-The sections themselves live beside their models (routing/catalog.py: pools and models; billing/catalog.py: plans).
+What each section's entries mean lives beside its models: billing/catalog_section.py (plans) and
+routing/catalog_section.py (pools and models).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-Path = tuple[str | int, ...]
+from billing.catalog_section import PlanSpec, parse_plans
+from routing.catalog_section import AliasSpec, Path, PoolSpec, parse_models, parse_pools
+
+SECTIONS = ("plans", "pools", "models")
 
 
 class CatalogError(Exception):
@@ -124,6 +129,21 @@ class Reader:
         if self._problems:
             raise CatalogError(self.problems)
 
+    def save_checked(self, obj: Any, *, path: Path, labels: Mapping[str, str]) -> bool:
+        """Validate a row with the model's own rules (as the admin does) and save it; problems point at `path`."""
+        try:
+            obj.full_clean()
+        except ValidationError as error:
+            for field_name, messages in error.message_dict.items():
+                for message in messages:
+                    if field_name == NON_FIELD_ERRORS:
+                        self.problem(path, message)
+                    else:
+                        self.problem(path, f"{labels.get(field_name, field_name)}: {message}")
+            return False
+        obj.save()
+        return True
+
     def entry(
         self, path: Path, value: Any, *, required: Collection[str], optional: Collection[str] = ()
     ) -> dict[str, Any] | None:
@@ -195,97 +215,35 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:80]
 
 
+PARSERS: dict[str, Callable[[Reader, Any], Any]] = {"plans": parse_plans, "pools": parse_pools, "models": parse_models}
+
+
 @dataclass
-class Changes:
-    """What an apply did (or would do), one line per change, in the order they happened."""
+class Catalog:
+    """A catalog file read entry by entry; `reader` holds its problems so far (none raised yet)."""
 
-    lines: list[str] = field(default_factory=list)
-    routing: bool = False  # pools, targets or aliases changed
-    plans: set[str] = field(default_factory=set)  # slugs of plans that changed
-
-    def __bool__(self) -> bool:
-        return bool(self.lines)
-
-    def create(self, kind: str, name: str) -> None:
-        self.lines.append(f"+ {kind} {name}")
-
-    def update(self, kind: str, name: str, key: str, old: Any, new: Any) -> None:
-        self.lines.append(f"~ {kind} {name}: {key} {_brief(old)} -> {_brief(new)}")
-
-    def delete(self, kind: str, name: str, note: str = "") -> None:
-        self.lines.append(f"- {kind} {name}" + (f" ({note})" if note else ""))
+    reader: Reader
+    sections: set[str]  # the sections the file has
+    plans: list[PlanSpec]
+    pools: list[PoolSpec]
+    models: list[AliasSpec]
 
 
-def _brief(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def sync_fields(
-    obj: Any, values: Mapping[str, Any], *, kind: str, name: str, labels: Mapping[str, str], changes: Changes
-) -> bool:
-    """Set the fields of an existing row that differ from `values`, recording each change. True if any did."""
-    changed = False
-    for field_name, value in values.items():
-        old = getattr(obj, field_name)
-        if old != value:
-            changes.update(kind, name, labels.get(field_name, field_name), _plain(old), _plain(value))
-            setattr(obj, field_name, value)
-            changed = True
-    return changed
-
-
-def save_checked(obj: Any, *, reader: Reader, path: Path, labels: Mapping[str, str]) -> bool:
-    """Validate a row with the model's own rules (as the admin does) and save it; problems point at `path`."""
-    try:
-        obj.full_clean()
-    except ValidationError as error:
-        for field_name, messages in error.message_dict.items():
-            for message in messages:
-                if field_name == NON_FIELD_ERRORS:
-                    reader.problem(path, message)
-                else:
-                    reader.problem(path, f"{labels.get(field_name, field_name)}: {message}")
-        return False
-    obj.save()
-    return True
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(getattr(value, "slug", None) or getattr(value, "alias", None) or value)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style with indented lists, as the example file is written; short lists and maps of plain values stay on
-    one line (`{requests: 20, window_seconds: 60}`, `[gpt-oss-20b, gemma-4-26b]`)."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _is_leaf(values: Collection[Any]) -> bool:
-    return all(value is None or isinstance(value, str | int | float | bool) for value in values)
-
-
-def _represent_dict(dumper: _Dumper, data: dict[str, Any]) -> yaml.Node:
-    flow = _is_leaf(data.values()) and len(json.dumps(data)) <= 72
-    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
-
-
-def _represent_list(dumper: _Dumper, data: list[Any]) -> yaml.Node:
-    flow = _is_leaf(data) and len(json.dumps(data)) <= 72
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(dict, _represent_dict)
-_Dumper.add_representer(list, _represent_list)
-
-
-def dump_yaml(sections: Mapping[str, Any], *, header: str = "") -> str:
-    """The catalog as YAML: one block per section, separated by a blank line, keys in the order given."""
-    parts = [header] if header else []
-    for name, value in sections.items():
-        parts.append(yaml.dump({name: value}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120))
-    return "\n".join(parts)
+def read_catalog(document: Document) -> Catalog:
+    """Check the file's shape and values; problems are collected, and raised by the apply with its own."""
+    reader = Reader(document)
+    data = document.data
+    if not isinstance(data, dict):
+        raise CatalogError([f"{document.where(())}: a catalog is a mapping with {', '.join(SECTIONS)}"])
+    reader.entry((), data, required=(), optional=SECTIONS)
+    parsed: dict[str, Any] = {}
+    for section in data:  # in the file's order, so problems are listed top to bottom
+        if section in PARSERS:
+            parsed[section] = PARSERS[section](reader, data[section])
+    return Catalog(
+        reader=reader,
+        sections=set(parsed),
+        plans=parsed.get("plans", []),
+        pools=parsed.get("pools", []),
+        models=parsed.get("models", []),
+    )
