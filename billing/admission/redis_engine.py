@@ -31,7 +31,7 @@ from billing.admission.window import (
     clock_ms,
 )
 from portal.redis import hot_redis, sync_redis
-from portal.redis_pipe import PipelinedRedis
+from portal.netclients.redis_pipe import PipelinedRedis
 
 _SCRIPT = LuaScript("counters.lua")
 

@@ -1,30 +1,30 @@
-"""The gateway's one upstream HTTP/1.1 client per worker: keep-alive connections per target origin, each request
-written in one `write`, answers parsed by httptools (the parser uvicorn uses for the client side).
+"""A lean HTTP/1.1 client with keep-alive pools: one per gateway worker for its upstream hop (`gateway/upstream.py`
+builds it from settings). Connections per target origin, each request written in one `write`, answers parsed by
+httptools (the parser uvicorn uses for the client side).
 
 Why not aiohttp (docs/performance.md: the client is picked by measurement): profiles of the gateway under load
 put a third of its CPU per request in aiohttp's client, for features this hop never uses (cookies, redirects,
-proxies, multipart, tracing). This client does what the hop needs and nothing else; README "Measured performance"
-has the figures before and after.
+proxies, multipart, tracing). This client does what the hop needs and nothing else.
 
-Explicit pool limits and timeouts from settings (read through portal.settings_cache): connect (nothing was sent
-yet: safe to retry elsewhere, raised as `UpstreamConnectError`), first byte and each later read, and a total budget
-for the whole exchange (both raised as `TimeoutError`). A connection that breaks after the request was written
-raises `UpstreamBroken`: the target may have acted on it, so it is never resent.
+Plain parameters, no settings: the pool size, how long an idle connection is kept, and the CA file trusted for
+https targets besides the system's are given to the constructor; timeouts with each request. A connect failure
+(nothing was sent yet: safe to retry elsewhere) raises `UpstreamConnectError`; no byte within the read timeout, or
+the total budget spent, raises `TimeoutError`. A connection that breaks after the request was written raises
+`UpstreamBroken`: the target may have acted on it, so it is never resent. An idle connection the target has closed
+meanwhile is never written to: it is checked (one `poll`) before reuse and replaced by a fresh one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
-from django.conf import settings
-
-from portal.settings_cache import SettingsCache
 
 _PAUSE_AT = 256 * 1024  # buffered answer bytes at which reading from the target pauses until the relay catches up
 
@@ -46,20 +46,6 @@ class Timeouts:
     connect: float
     read: float  # the first byte, and each later read
     total: float
-
-
-_TIMEOUTS = SettingsCache(
-    lambda: Timeouts(
-        float(settings.GATEWAY_CONNECT_TIMEOUT),
-        float(settings.GATEWAY_FIRST_BYTE_TIMEOUT),
-        float(settings.GATEWAY_TOTAL_TIMEOUT),
-    )
-)
-_KEEPALIVE_SECONDS = SettingsCache(lambda: float(settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS))
-
-
-def request_timeouts() -> Timeouts:
-    return _TIMEOUTS.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +78,7 @@ class _Origin:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection and the state of the exchange on it (one at a time: no pipelining)."""
 
-    def __init__(self, client: UpstreamClient, origin: _Origin) -> None:
+    def __init__(self, client: HTTP1Client, origin: _Origin) -> None:
         self.client = client
         self.origin = origin
         self.transport: asyncio.Transport | None = None
@@ -211,7 +197,7 @@ class _Connection(asyncio.Protocol):
             self._fail(TimeoutError("the target did not answer in time"))
             self.close()
         else:
-            self.close()  # unused for GATEWAY_UPSTREAM_KEEPALIVE_SECONDS: closed before the target closes it
+            self.close()  # unused for the keep-alive limit: closed before the target closes it
 
     async def wait(self, deadline: float) -> None:
         """Until the parser reports progress, the connection breaks, or `deadline` (loop time) passes."""
@@ -289,11 +275,23 @@ class Response:
         conn.client._release(conn)
 
 
-class UpstreamClient:
-    def __init__(self) -> None:
+class HTTP1Client:
+    """One event loop's client (the gateway makes one per worker). `pool_size`: open connections per origin (scheme,
+    host, port), a request beyond them waits for one within its total budget; `keepalive_seconds`: idle connections
+    are closed after this (0: after every answer), keep it below the targets' own idle timeout; `ca_file`: a PEM file
+    of certificate authorities trusted for https targets in addition to the system's (a private CA)."""
+
+    def __init__(self, *, pool_size: int = 256, keepalive_seconds: float = 4.0, ca_file: str | None = None) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.pool_size = pool_size
+        self.keepalive_seconds = keepalive_seconds
+        self.ca_file = ca_file
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         self._targets: dict[str, _Target] = {}
         self._ssl: ssl.SSLContext | None = None
+        if ca_file:
+            self._ssl_context()  # a CA file that cannot be read fails here, at start-up, not on the first request
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -349,7 +347,7 @@ class UpstreamClient:
                     conn._reset()
                     conn.busy = True
                     return conn
-            if origin.open < settings.GATEWAY_UPSTREAM_POOL_SIZE:
+            if origin.open < self.pool_size:
                 return await self._connect(target, origin, connect_timeout)
             # Every connection is busy: wait for one to come back, within the exchange's whole budget.
             waiter = loop.create_future()
@@ -384,7 +382,10 @@ class UpstreamClient:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = ssl.create_default_context()
+            context = ssl.create_default_context()
+            if self.ca_file:
+                context.load_verify_locations(cafile=self.ca_file)
+            self._ssl = context
         return self._ssl
 
     def _release(self, conn: _Connection) -> None:
@@ -403,7 +404,7 @@ class UpstreamClient:
         if not keep:
             conn.close()
             return
-        keepalive = _KEEPALIVE_SECONDS.get()
+        keepalive = self.keepalive_seconds
         if keepalive <= 0:
             conn.close()
             return
