@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from bench import gateway as bench  # noqa: E402  (the floor proxy, the catalog and the servers are shared)
 
 FLOOR_LEAN = '''
-"""The floor proxy with portal/netclients/http1.py's client in place of aiohttp: what the gateway's checks cost, with the
-HTTP client taken out of the comparison."""
+"""The floor proxy with the gateway's own client (portal/netclients/http1.py) in place of aiohttp: what the gateway's
+checks cost, with the HTTP client taken out of the comparison."""
 import os
 from gateway.upstream import request_timeouts, upstream_client
 

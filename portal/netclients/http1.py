@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httptools
 
 _PAUSE_AT = 256 * 1024  # buffered answer bytes at which reading from the target pauses until the relay catches up
+_READABLE = select.POLLIN | select.POLLPRI | getattr(select, "POLLRDHUP", 0)  # RDHUP: Linux's "the peer closed"
 
 
 class UpstreamClientError(Exception):
@@ -91,6 +92,7 @@ class _Connection(asyncio.Protocol):
         self.deadline = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._armed_for = 0.0
+        self._poll: select.poll | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -111,6 +113,16 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
         self.origin.open += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), _READABLE)
+
+    def closed_by_target(self) -> bool:
+        """Whether an idle connection has something to read: the target's close (or bytes nobody asked for) that
+        reached this host but not yet the event loop, as when the loop was busy when the target's idle timeout
+        struck. Such a connection is never written to: the request would be lost with it. One `poll`, no wait."""
+        return self._poll is not None and bool(self._poll.poll(0))
 
     def data_received(self, data: bytes) -> None:
         if not self.busy:  # bytes nobody asked for: the connection cannot be trusted with another request
@@ -344,6 +356,9 @@ class HTTP1Client:
             while origin.idle:
                 conn = origin.idle.pop()
                 if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                    if conn.closed_by_target():
+                        conn.close()  # its connection_lost frees the slot and wakes a waiter
+                        continue
                     conn._reset()
                     conn.busy = True
                     return conn

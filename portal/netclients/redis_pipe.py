@@ -51,7 +51,8 @@ def ssl_context(options: dict[str, str]) -> ssl.SSLContext:
     `ssl_ca_certs` / `ssl_ca_path`) and its name against the host, unless the URL says otherwise."""
     unknown = sorted(name for name in options if name.startswith("ssl_") and name not in _SSL_OPTIONS)
     if unknown:
-        raise ValueError(f"unsupported TLS option {unknown[0]!r} in the Redis URL (supported: {', '.join(_SSL_OPTIONS)})")
+        supported = ", ".join(_SSL_OPTIONS)
+        raise ValueError(f"unsupported TLS option {unknown[0]!r} in the Redis URL (supported: {supported})")
     cert_reqs = options.get("ssl_cert_reqs", "required").lower()
     if cert_reqs not in _CERT_REQS:
         raise ValueError(f"ssl_cert_reqs in the Redis URL must be none, optional or required; got {cert_reqs!r}")

@@ -6,6 +6,7 @@ tests/portal/netclients/test_http1_conformance.py."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from gateway.upstream import upstream_client
 from portal.netclients.http1 import HTTP1Client, Timeouts, UpstreamBroken, UpstreamConnectError
+from tests.portal.netclients.servers import make_certificates
 
 Answer = Callable[[asyncio.StreamWriter, bytes], Awaitable[bool]]  # writes a response; True keeps the connection
 FAST = Timeouts(connect=1.0, read=1.0, total=5.0)
@@ -290,3 +292,30 @@ def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent() -
         return server.connections
 
     assert run(json_answer(), scenario) == 0
+
+
+def test_the_gateway_trusts_the_private_ca_named_by_its_setting(settings: Any, tmp_path: Any) -> None:
+    """GATEWAY_UPSTREAM_CA_FILE: an https target whose certificate a private CA signed is reached; without the
+    setting the same target is refused as unreachable (nothing was sent)."""
+    certificates = make_certificates(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(certificates.cert, certificates.key)
+
+    async def main() -> tuple[int, bytes]:
+        server = Server(json_answer())
+        server.server = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=server_tls)
+        url = f"https://127.0.0.1:{server.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        settings.GATEWAY_UPSTREAM_CA_FILE = None
+        untrusting = upstream_client()
+        settings.GATEWAY_UPSTREAM_CA_FILE = str(certificates.ca)
+        trusting = upstream_client()
+        try:
+            with pytest.raises(UpstreamConnectError):
+                await fetch(untrusting, url)
+            return await fetch(trusting, url)
+        finally:
+            await untrusting.close()
+            await trusting.close()
+            await server.stop()
+
+    assert asyncio.run(main()) == (200, b'{"ok":true}')

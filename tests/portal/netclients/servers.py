@@ -55,7 +55,10 @@ def make_certificates(directory: Path) -> Certificates:
         directory, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
     )  # fmt: skip
-    return Certificates(directory / "ca.pem", directory / "other-ca.pem", directory / "server.pem", directory / "server.key")
+    return Certificates(
+        ca=directory / "ca.pem", other_ca=directory / "other-ca.pem", cert=directory / "server.pem",
+        key=directory / "server.key",
+    )  # fmt: skip
 
 
 class PrivateRedis:

@@ -109,7 +109,11 @@ def test_an_unknown_tls_option_in_the_url_is_refused_by_name(certificates: Certi
 @pytest.mark.parametrize("kind", sorted(CLIENTS))
 @pytest.mark.parametrize(
     ("credentials", "user"),
-    [(":door-pass", b"default"), ("default:door-pass", b"default"), (f"portal:{quote('s3cr:et@/x', safe='')}", b"portal")],
+    [
+        (":door-pass", b"default"),
+        ("default:door-pass", b"default"),
+        (f"portal:{quote('s3cr:et@/x', safe='')}", b"portal"),  # an ACL user; its password percent-encoded
+    ],
 )
 def test_password_and_acl_user_from_the_url(kind: str, credentials: str, user: bytes, auth_redis: PrivateRedis) -> None:
     value, whoami = run(CLIENTS[kind], f"redis://{credentials}@127.0.0.1:{auth_redis.port}/0", round_trip)
@@ -131,7 +135,7 @@ def test_a_wrong_password_is_refused_and_the_error_does_not_carry_it(
 
 @pytest.mark.parametrize("kind", sorted(CLIENTS))
 def test_no_password_where_one_is_required_is_an_authentication_error(kind: str, auth_redis: PrivateRedis) -> None:
-    with pytest.raises(rexc.AuthenticationError, match="(?i)authenticat"):
+    with pytest.raises(rexc.AuthenticationError, match=r"(?i)authenticat"):
         run(CLIENTS[kind], f"redis://127.0.0.1:{auth_redis.port}/0", round_trip)
 
 
