@@ -145,3 +145,27 @@ def test_redis_py_sync_client_uses_the_acl_user_too(auth_redis: PrivateRedis) ->
         assert client.acl_whoami() == "portal"
     finally:
         client.close()
+
+
+def test_celerys_broker_and_result_backend_take_the_same_rediss_url(
+    tls_redis: PrivateRedis, certificates: Certificates
+) -> None:
+    """REDIS_URL is Celery's broker and result backend too (portal/settings.py). Celery's backend refuses a rediss://
+    URL without `ssl_cert_reqs`, which is why docs/deployment.md's example carries `ssl_cert_reqs=required`."""
+    from celery import Celery
+    from celery.backends.redis import RedisBackend
+    from kombu import Connection
+
+    url = tls_url(tls_redis, str(certificates.ca)) + "&ssl_cert_reqs=required"
+    backend = RedisBackend(url=url, app=Celery(set_as_current=False))
+    backend.set("conformance-celery", b"stored")
+    assert backend.get("conformance-celery") == b"stored"
+    with Connection(url, connect_timeout=2) as broker:
+        queue = broker.SimpleQueue("conformance-queue")
+        queue.put({"over": "tls"})
+        message = queue.get(timeout=2)
+        message.ack()
+        queue.close()
+    assert message.payload == {"over": "tls"}
+    for kind in CLIENTS:  # the portal's own clients take the option as well
+        assert run(CLIENTS[kind], url, round_trip)[0] == b"over the wire"
