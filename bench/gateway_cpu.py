@@ -7,7 +7,7 @@ percent from run to run. This measures what the gateway's own code costs: both a
 (no HTTP server in front; uvicorn's share is the same for both), against the same sandbox backend over real HTTP,
 the gateway with a real key, Redis and PostgreSQL, and the process's CPU time is divided by the requests served. The
 gateway / floor ratio of these numbers is what bounds the throughput ratio `bench/gateway.py` reports. A third case
-runs the floor on the gateway's own upstream client (gateway/upstream.py) instead of aiohttp, so the cost of the
+runs the floor on the gateway's own upstream client (portal/netclients/http1.py) instead of aiohttp, so the cost of the
 gateway's checks can be read apart from the choice of HTTP client.
 
 Needs PostgreSQL and Redis on loopback (the same databases as bench/gateway.py, emptied Redis first).
@@ -32,14 +32,14 @@ sys.path.insert(0, str(ROOT))
 from bench import gateway as bench  # noqa: E402  (the floor proxy, the catalog and the servers are shared)
 
 FLOOR_LEAN = '''
-"""The floor proxy with gateway/upstream.py's client in place of aiohttp: what the gateway's checks cost, with the
-HTTP client taken out of the comparison."""
+"""The floor proxy with the gateway's own client (portal/netclients/http1.py) in place of aiohttp: what the gateway's
+checks cost, with the HTTP client taken out of the comparison."""
 import os
-from gateway.upstream import UpstreamClient, request_timeouts
+from gateway.upstream import request_timeouts, upstream_client
 
 UPSTREAM = os.environ["BENCH_UPSTREAM"]
 HEADERS = {"Authorization": "Bearer " + os.environ["BENCH_ROUTER_KEY"], "Content-Type": "application/json"}
-client = UpstreamClient()
+client = upstream_client()
 
 async def app(scope, receive, send):
     body = b""

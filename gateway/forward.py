@@ -18,7 +18,8 @@ import orjson
 
 from gateway.errors import CATALOGUE, error_body
 from gateway.refusals import backend_refusal_message
-from gateway.upstream import Response, UpstreamBroken, UpstreamConnectError, request_timeouts
+from gateway.upstream import request_timeouts
+from portal.netclients.http1 import Response, UpstreamBroken, UpstreamConnectError
 from routing.adapters import AdapterError, StreamEvent, UpstreamError, UpstreamRequest, build_upstream_request
 from routing.adapters.base import Kind
 from routing.selection import pick_target

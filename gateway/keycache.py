@@ -19,8 +19,8 @@ import time
 from apikeys.records import CACHE_TTL_SECONDS, KeyRecord, record_cache_key
 from apikeys.selectors import apikey_record_by_digest_async
 from gateway.db import read_database
+from portal.netclients.redis_pipe import PipelinedRedis
 from portal.redis import hot_redis
-from portal.redis_pipe import PipelinedRedis
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
 from gateway.listener import InvalidationListener
 from gateway.metrics import GatewayMetrics
-from gateway.upstream import UpstreamClient
+from gateway.upstream import upstream_client
 from gateway.usage import UsageRecorder
 from metering.services import allowance_rebuild_all
 from portal.redis import redis_url
@@ -127,7 +127,7 @@ class Gateway:
         self.engine: AdmissionEngine = get_engine()
         self.key_guard = InvalidKeyGuard(self.engine)
         self.metrics = GatewayMetrics()
-        self.upstream = UpstreamClient()
+        self.upstream = upstream_client()
         self.usage = UsageRecorder()
         self.listener = InvalidationListener(self._invalidate, self._reset)
         self.started = False

@@ -115,6 +115,17 @@ def env_slug(name: str, *, max_length: int = 40, environ: Mapping[str, str] | No
     return value
 
 
+def env_file(name: str, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """The path of a file that must exist and be readable now (a CA bundle, say), or None when unset or empty."""
+    value = _raw(name, environ)
+    if value is None or value.strip() == "":
+        return None
+    path = value.strip()
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ImproperlyConfigured(f"{name} must name a readable file; {path!r} is not one")
+    return path
+
+
 def env_url(
     name: str,
     default: str,

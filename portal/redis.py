@@ -16,7 +16,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from portal.redis_pipe import PipelinedRedis
+from portal.netclients.redis_pipe import PipelinedRedis
 from portal.settings_cache import SettingsCache
 
 _lock = threading.Lock()
@@ -55,7 +55,8 @@ def async_redis() -> aioredis.Redis | None:
 
 def hot_redis() -> PipelinedRedis | None:
     """The request path's client (admission, key cache, health board, usage stream): one pipelined connection per
-    event loop (portal/redis_pipe.py says why). Everything else (pub/sub, scans, admin tools) uses `async_redis`."""
+    event loop (portal/netclients/redis_pipe.py says why). Everything else (pub/sub, scans, admin tools) uses
+    `async_redis`."""
     url = redis_url()
     if url is None:
         return None

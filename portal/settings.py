@@ -18,6 +18,7 @@ from portal.env import (
     env_bool,
     env_choice,
     env_database,
+    env_file,
     env_float,
     env_int,
     env_int_list,
@@ -291,6 +292,9 @@ GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 256, minimum=
 # Idle upstream connections are closed after this long. It must stay below the upstreams' own idle timeout (uvicorn
 # and Node close after 5 s): reusing a connection the server has just closed fails a request that was never served.
 GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = env_float("GATEWAY_UPSTREAM_KEEPALIVE_SECONDS", 4.0, minimum=0.0)
+# A PEM file of certificate authorities the gateway trusts for https targets besides the system's: targets whose
+# certificates a private CA signed. Unset, only the system's CAs are trusted.
+GATEWAY_UPSTREAM_CA_FILE = env_file("GATEWAY_UPSTREAM_CA_FILE")
 
 # Key scans: invalid API keys from one client address within a rolling window before that address gets 429.
 GATEWAY_INVALID_KEY_LIMIT = env_int("GATEWAY_INVALID_KEY_LIMIT", 30, minimum=1)

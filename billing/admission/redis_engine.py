@@ -30,8 +30,8 @@ from billing.admission.window import (
     check_scope,
     clock_ms,
 )
+from portal.netclients.redis_pipe import PipelinedRedis
 from portal.redis import hot_redis, sync_redis
-from portal.redis_pipe import PipelinedRedis
 
 _SCRIPT = LuaScript("counters.lua")
 

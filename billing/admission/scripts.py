@@ -14,7 +14,8 @@ _HERE = Path(__file__).resolve().parent
 
 
 class ScriptClient(Protocol):
-    """What running a script needs of an async client: portal.redis_pipe.PipelinedRedis and redis.asyncio both fit."""
+    """What running a script needs of an async client: portal.netclients.redis_pipe.PipelinedRedis and redis.asyncio
+    both fit."""
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any: ...
 

@@ -1,16 +1,21 @@
-"""The gateway's upstream HTTP/1.1 client against real loopback servers that answer in the ways targets do:
-framed and close-delimited bodies, chunked streams, large answers, broken and silent connections."""
+"""The gateway's upstream HTTP/1.1 client (portal/netclients/http1.py, built from settings by gateway/upstream.py)
+against real loopback servers that answer in the ways targets do: framed and close-delimited bodies, chunked
+streams, large answers, broken and silent connections. TLS targets and connections closed by the target while idle:
+tests/portal/netclients/test_http1_conformance.py."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from gateway.upstream import Timeouts, UpstreamBroken, UpstreamClient, UpstreamConnectError
+from gateway.upstream import upstream_client
+from portal.netclients.http1 import HTTP1Client, Timeouts, UpstreamBroken, UpstreamConnectError
+from tests.portal.netclients.servers import make_certificates
 
 Answer = Callable[[asyncio.StreamWriter, bytes], Awaitable[bool]]  # writes a response; True keeps the connection
 FAST = Timeouts(connect=1.0, read=1.0, total=5.0)
@@ -62,7 +67,7 @@ def run(answer: Answer, scenario: Callable[..., Awaitable[Any]]) -> Any:
     async def main() -> Any:
         server = Server(answer)
         url = await server.start()
-        client = UpstreamClient()
+        client = upstream_client()  # after the test's settings: pool size and keep-alive are read here
         try:
             return await scenario(client, url, server)
         finally:
@@ -84,7 +89,7 @@ def json_answer(body: bytes = b'{"ok":true}', delay: float = 0.0) -> Answer:
     return answer
 
 
-async def fetch(client: UpstreamClient, url: str, timeouts: Timeouts = FAST, body: bytes = b"{}") -> tuple[int, bytes]:
+async def fetch(client: HTTP1Client, url: str, timeouts: Timeouts = FAST, body: bytes = b"{}") -> tuple[int, bytes]:
     response = await client.send("POST", url, HEADERS, body, timeouts)
     try:
         return response.status, await response.read()
@@ -95,7 +100,7 @@ async def fetch(client: UpstreamClient, url: str, timeouts: Timeouts = FAST, bod
 def test_sequential_requests_reuse_one_connection_and_send_the_headers_given(settings: Any) -> None:
     settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = 4
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> tuple[list[tuple[int, bytes]], int, bytes]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> tuple[list[tuple[int, bytes]], int, bytes]:
         results = [await fetch(client, url, body=b'{"n":%d}' % n) for n in range(5)]
         return results, server.connections, server.requests[0]
 
@@ -111,7 +116,7 @@ def test_sequential_requests_reuse_one_connection_and_send_the_headers_given(set
 def test_concurrent_requests_never_open_more_connections_than_the_pool_allows(settings: Any) -> None:
     settings.GATEWAY_UPSTREAM_POOL_SIZE = 3
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> tuple[list[int], int, int]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> tuple[list[int], int, int]:
         results = await asyncio.gather(*(fetch(client, url) for _ in range(12)))
         return [status for status, _ in results], server.max_open, server.connections
 
@@ -132,7 +137,7 @@ def test_a_chunked_stream_arrives_piece_by_piece_as_the_target_sends_it() -> Non
         await writer.drain()
         return True
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> list[tuple[bytes, float]]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> list[tuple[bytes, float]]:
         started = time.monotonic()
         response = await client.send("POST", url, HEADERS, b"{}", FAST)
         pieces = []
@@ -156,7 +161,7 @@ def test_a_body_without_length_ends_when_the_target_closes() -> None:
         writer.write(b"true}")
         return False
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> list[tuple[int, bytes]]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> list[tuple[int, bytes]]:
         return [await fetch(client, url), await fetch(client, url)]
 
     assert run(answer, scenario) == [(200, b'{"whole":true}')] * 2
@@ -165,7 +170,7 @@ def test_a_body_without_length_ends_when_the_target_closes() -> None:
 def test_a_large_answer_is_read_whole_although_reading_pauses_for_it() -> None:
     big = b"x" * (3 * 1024 * 1024)
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> tuple[int, int]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> tuple[int, int]:
         status, body = await fetch(client, url)
         return status, len(body)
 
@@ -173,7 +178,7 @@ def test_a_large_answer_is_read_whole_although_reading_pauses_for_it() -> None:
 
 
 def test_an_unreachable_target_is_a_connect_error_and_nothing_was_sent() -> None:
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> None:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> None:
         await server.stop()
         await asyncio.sleep(0.05)
         with pytest.raises(UpstreamConnectError):
@@ -187,7 +192,7 @@ def test_a_silent_target_times_out_after_the_read_timeout() -> None:
         await asyncio.sleep(10)
         return False
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> float:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> float:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await fetch(client, url, Timeouts(connect=1.0, read=0.3, total=5.0))
@@ -210,7 +215,7 @@ def test_a_reused_connection_still_times_out_at_its_wait_deadline(settings: Any)
             await asyncio.sleep(10)  # the second request on this connection: silent
         return await json_answer()(writer, request)
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> tuple[int, float, int]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> tuple[int, float, int]:
         status, _ = await fetch(client, url, Timeouts(connect=1.0, read=0.3, total=5.0))
         started = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -231,7 +236,7 @@ def test_the_total_budget_bounds_a_stream_that_keeps_trickling() -> None:
             await asyncio.sleep(0.1)
         return False
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> float:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> float:
         started = time.monotonic()
         response = await client.send("POST", url, HEADERS, b"{}", Timeouts(connect=1.0, read=0.5, total=0.6))
         try:
@@ -260,7 +265,7 @@ def test_a_broken_answer_is_reported_as_broken_not_as_a_response(reply: bytes) -
         await writer.drain()
         return False
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> None:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> None:
         with pytest.raises(UpstreamBroken):
             await fetch(client, url)
 
@@ -270,7 +275,7 @@ def test_a_broken_answer_is_reported_as_broken_not_as_a_response(reply: bytes) -
 def test_idle_connections_are_closed_after_the_keepalive_setting(settings: Any) -> None:
     settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = 0.2
 
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> tuple[int, int]:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> tuple[int, int]:
         await fetch(client, url)
         await asyncio.sleep(0.1)
         still_open = server.open
@@ -281,9 +286,36 @@ def test_idle_connections_are_closed_after_the_keepalive_setting(settings: Any) 
 
 
 def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent() -> None:
-    async def scenario(client: UpstreamClient, url: str, server: Server) -> int:
+    async def scenario(client: HTTP1Client, url: str, server: Server) -> int:
         with pytest.raises(ValueError, match="line break"):
             await client.send("POST", url, {"Authorization": "Bearer x\r\nX-Injected: 1"}, b"{}", FAST)
         return server.connections
 
     assert run(json_answer(), scenario) == 0
+
+
+def test_the_gateway_trusts_the_private_ca_named_by_its_setting(settings: Any, tmp_path: Any) -> None:
+    """GATEWAY_UPSTREAM_CA_FILE: an https target whose certificate a private CA signed is reached; without the
+    setting the same target is refused as unreachable (nothing was sent)."""
+    certificates = make_certificates(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(certificates.cert, certificates.key)
+
+    async def main() -> tuple[int, bytes]:
+        server = Server(json_answer())
+        server.server = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=server_tls)
+        url = f"https://127.0.0.1:{server.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        settings.GATEWAY_UPSTREAM_CA_FILE = None
+        untrusting = upstream_client()
+        settings.GATEWAY_UPSTREAM_CA_FILE = str(certificates.ca)
+        trusting = upstream_client()
+        try:
+            with pytest.raises(UpstreamConnectError):
+                await fetch(untrusting, url)
+            return await fetch(trusting, url)
+        finally:
+            await untrusting.close()
+            await trusting.close()
+            await server.stop()
+
+    assert asyncio.run(main()) == (200, b'{"ok":true}')

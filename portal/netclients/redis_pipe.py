@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 from redis import exceptions as rexc
@@ -37,6 +37,33 @@ _ERRORS: dict[str, type[rexc.RedisError]] = {
     "TRYAGAIN": rexc.TryAgainError,
     "CLUSTERDOWN": rexc.ClusterDownError,
 }
+
+
+# The TLS options a rediss:// URL may carry, read as redis-py reads them (`?ssl_ca_certs=/path/ca.pem`), so both
+# clients built from one REDIS_URL trust the same certificates.
+_SSL_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+_FALSE = ("0", "F", "FALSE", "N", "NO")  # redis-py's to_bool
+
+
+def ssl_context(options: dict[str, str]) -> ssl.SSLContext:
+    """The context for a rediss:// URL's query options: the certificate verified against the system's CAs (or
+    `ssl_ca_certs` / `ssl_ca_path`) and its name against the host, unless the URL says otherwise."""
+    unknown = sorted(name for name in options if name.startswith("ssl_") and name not in _SSL_OPTIONS)
+    if unknown:
+        supported = ", ".join(_SSL_OPTIONS)
+        raise ValueError(f"unsupported TLS option {unknown[0]!r} in the Redis URL (supported: {supported})")
+    cert_reqs = options.get("ssl_cert_reqs", "required").lower()
+    if cert_reqs not in _CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs in the Redis URL must be none, optional or required; got {cert_reqs!r}")
+    context = ssl.create_default_context()
+    context.check_hostname = cert_reqs != "none" and options.get("ssl_check_hostname", "true").upper() not in _FALSE
+    context.verify_mode = _CERT_REQS[cert_reqs]
+    if options.get("ssl_certfile") or options.get("ssl_keyfile"):
+        context.load_cert_chain(certfile=options.get("ssl_certfile", ""), keyfile=options.get("ssl_keyfile"))
+    if options.get("ssl_ca_certs") or options.get("ssl_ca_path"):
+        context.load_verify_locations(cafile=options.get("ssl_ca_certs"), capath=options.get("ssl_ca_path"))
+    return context
 
 
 def pack(args: Sequence[Arg]) -> bytes:
@@ -165,8 +192,11 @@ class PipelinedRedis:
         self._path = parts.path if parts.scheme == "unix" else ""
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
-        db = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+        options = {name: values[0] for name, values in parse_qs(parts.query).items() if values}
+        db = options.get("db") or (parts.path.lstrip("/") if parts.scheme != "unix" else "")
         self._db = int(db) if db.isdigit() else 0
+        # Made now, so a CA file that cannot be read or an unknown option fails when the client is built.
+        self._ssl = ssl_context(options) if parts.scheme == "rediss" else None
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self._connection: _Connection | None = None
@@ -240,8 +270,7 @@ class PipelinedRedis:
                 if self._scheme == "unix":
                     _, connection = await loop.create_unix_connection(factory, self._path)
                 else:
-                    context = ssl.create_default_context() if self._scheme == "rediss" else None
-                    _, connection = await loop.create_connection(factory, self._host, self._port, ssl=context)
+                    _, connection = await loop.create_connection(factory, self._host, self._port, ssl=self._ssl)
         except TimeoutError:
             raise rexc.TimeoutError(f"Redis at {self._host}:{self._port} did not accept a connection in time") from None
         except OSError as error:

@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from redis import exceptions as rexc
 
-from portal.redis_pipe import PipelinedRedis
+from portal.netclients.redis_pipe import PipelinedRedis
 
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs a real Redis: set REDIS_URL")
 
