@@ -18,7 +18,7 @@ from apikeys.models import ApiKey
 from metering.models import Granularity, UsageEvent, UsageRollup
 from tests.conftest import ROOT
 from tests.metering.conftest import Stream
-from tests.metering.factories import lifecycle
+from tests.metering.events import lifecycle
 from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
