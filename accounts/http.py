@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from django.http import HttpRequest
-
 from accounts.models import User
+from portal.http import HtmxHttpRequest
 
 
-class AuthedRequest(HttpRequest):
-    """The request type of views behind @login_required: `user` is a real user."""
+class AuthedRequest(HtmxHttpRequest):
+    """The request type of views behind @login_required: `user` is a real user (and `htmx` is typed)."""
 
     user: User

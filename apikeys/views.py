@@ -66,7 +66,7 @@ def _secret_panel(
         "base_url": settings.PORTAL_BASE_URL,
         "example_model": _example_model(membership.organization_id, issued.key.allowed_models),
     }
-    template = "apikeys/secret.html#panel" if request.htmx else "apikeys/secret.html"  # type: ignore[attr-defined]
+    template = "apikeys/secret.html#panel" if request.htmx else "apikeys/secret.html"
     return uncacheable(render(request, template, context))
 
 
@@ -151,7 +151,7 @@ def key_revoke(request: AuthedRequest, slug: str, key_id: int) -> HttpResponse:
         return render(request, "apikeys/key_revoke.html", {"membership": membership, "key": key})
     services.apikey_revoke(key=key, actor=request.user, ip=client_ip(request))
     messages.success(request, f"Revoked {key.name}. Requests with it are refused from now on.")
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(request, "apikeys/key_list.html#keys", _list_context(request, membership))
     return redirect("key_list", slug=slug)
 

@@ -87,6 +87,6 @@ def plan_upgrade_request(request: AuthedRequest, slug: str) -> HttpResponse:
             )
         except UpgradeError as error:
             messages.error(request, str(error))
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(request, "billing/plan.html#plans", _plan_context(membership))
     return redirect("plan_detail", slug=slug)

@@ -63,7 +63,7 @@ def request_log(request: AuthedRequest, slug: str) -> HttpResponse:
     status = 200
     if request.GET and not form.is_valid():
         context.update({"rows": [], "page": None, "invalid": True})
-        status = 422 if request.htmx else 400  # type: ignore[attr-defined]  # htmx swaps 422s in (base.html)
+        status = 422 if request.htmx else 400  # htmx swaps 422s in (base.html)
     else:
         data = form.cleaned_data if request.GET else {}
         events = selectors.usage_events_recent(
@@ -79,7 +79,7 @@ def request_log(request: AuthedRequest, slug: str) -> HttpResponse:
         query = request.GET.copy()
         query.pop("page", None)
         context["query"] = query.urlencode()
-    template = "metering/requests.html#results" if request.htmx else "metering/requests.html"  # type: ignore[attr-defined]
+    template = "metering/requests.html#results" if request.htmx else "metering/requests.html"
     return render(request, template, context, status=status)
 
 

@@ -33,5 +33,5 @@ def plan_statement(request: AuthedRequest, slug: str, year: str, month: str) -> 
         "newer": months[index - 1] if index > 0 else None,
         "older": months[index + 1] if index + 1 < len(months) else None,
     }
-    partial = "#statement" if request.htmx else ""  # type: ignore[attr-defined]
+    partial = "#statement" if request.htmx else ""
     return render(request, f"billing/statement.html{partial}", context)

@@ -136,7 +136,7 @@ def usage(request: AuthedRequest, slug: str) -> HttpResponse:
             "updated_at": datetime.now(UTC).astimezone(context["zone"]),  # type: ignore[arg-type]
         }
     )
-    template = "metering/usage.html#live" if request.htmx else "metering/usage.html"  # type: ignore[attr-defined]
+    template = "metering/usage.html#live" if request.htmx else "metering/usage.html"
     response = render(request, template, context)
     response["Cache-Control"] = "no-store"  # live numbers: never a stale copy from a cache
     return response

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds. Tests wait on the thing a
+    fixed sleep would stand for (a row written, a task queued, a counter published), never on a guess of how long
+    it takes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
 
 
 def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -88,7 +88,7 @@ def organization_detail(request: AuthedRequest, slug: str) -> HttpResponse:
 
 
 def _after_change(request: AuthedRequest, membership: Membership, partial: str) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         template = f"accounts/organization_detail.html#{partial}"
         return render(request, template, _detail_context(membership))
     return redirect("organization_detail", slug=membership.organization.slug)
@@ -98,7 +98,7 @@ def _ask_first(request: AuthedRequest, actor: Membership, pending: dict[str, obj
     """The member list with the question "Demoting/Removing X revokes …; go ahead?" and nothing changed yet; the
     answer posts the same form again with `confirm=yes`. Asked by the server, so it works without JavaScript."""
     template = "accounts/organization_detail.html"
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         template += "#members"
     return render(request, template, _detail_context(actor, pending))
 

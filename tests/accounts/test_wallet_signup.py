@@ -19,7 +19,7 @@ from billing.models import Plan
 from billing.selectors import plan_for_organization, subscription_history
 from billing.services import subscription_change
 from tests.accounts.test_siwe import sign
-from tests.billing.factories import PlanFactory
+from tests.factories import DefaultPlanFactory, OperatorFactory, PlanFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def plan_page(client: Client, organization: Organization) -> str:
 
 @pytest.fixture
 def free(db: None) -> Plan:
-    return PlanFactory(slug="free", name="Free", is_default=True, short_requests=200, weekly_requests=1000)
+    return DefaultPlanFactory(short_requests=200, weekly_requests=1000)
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_an_operator_marking_the_address_verified_in_the_admin_moves_the_account
     assert plan_for_organization(organization_id=personal.pk) == wallet_only_plan
     client.post("/accounts/email/", {"email": "holder@example.com", "action_add": ""})
     address = EmailAddress.objects.get(email="holder@example.com")
-    operator = User.objects.create_superuser(email="operator@example.com", password="an-operator-password-1")
+    operator = OperatorFactory(email="operator@example.com")
     admin = Client()
     admin.force_login(operator)
     response = admin.post("/admin/account/emailaddress/", {"action": "make_verified", "_selected_action": [address.pk]})

@@ -9,7 +9,7 @@ from django.test import Client
 from accounts.models import AuditEvent, Organization, User
 from apikeys.keyformat import key_digest
 from apikeys.models import ApiKey
-from tests.factories import issue_key, verified
+from tests.factories import OperatorFactory, issue_key, verified
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +83,7 @@ def test_revokeapikey_by_id_and_by_displayed_form(org: Organization, owner: User
 
 def test_admin_searches_and_revokes_through_the_service(org: Organization, owner: User) -> None:
     key, _ = issue_key(org, verified(owner), name="findme")
-    staff = User.objects.create_superuser("root@example.com", "a-long-password-99")
+    staff = OperatorFactory(email="root@example.com")
     client = Client()
     client.force_login(staff)
     page = client.get("/admin/apikeys/apikey/", {"q": key.prefix}).content.decode()  # type: ignore[attr-defined]

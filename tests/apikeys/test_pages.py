@@ -39,7 +39,7 @@ def test_creating_a_key_shows_the_secret_once_with_snippets(org: Organization, o
 
 def test_the_new_key_snippets_name_a_model_the_plan_allows(org: Organization, owner: User) -> None:
     from routing.models import ModelAlias, RouterPool
-    from tests.billing.factories import PlanFactory, SubscriptionFactory
+    from tests.factories import PlanFactory, SubscriptionFactory
 
     pool = RouterPool.objects.create(slug="gemma4", name="Gemma")
     ModelAlias.objects.create(alias="aaa-not-in-plan", pool=pool)

@@ -12,8 +12,7 @@ from django.test import Client
 from accounts.models import Organization, User
 from apikeys.models import ApiKey
 from billing.models import Plan
-from tests.billing.factories import PlanFactory, SubscriptionFactory
-from tests.factories import issue_key, verified
+from tests.factories import PlanFactory, SubscriptionFactory, issue_key, verified
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from billing.admission.window import bucket_label, bucket_width, clock_ms, expir
 from portal.redis import reset_clients, sync_redis
 from tests.billing.conftest import Run
 from tests.billing.test_admission_contract import KEY_RATE, MINUTE, PLAN, SHORT, T0, WEEK, WEEKLY
-from tests.conftest import free_port, stop_process, wait_until_listening
+from tests.conftest import free_port, stop_process, wait_until, wait_until_listening
 
 
 @pytest.fixture
@@ -129,7 +129,8 @@ def test_a_counter_lives_on_while_units_are_booked_into_newer_buckets(
 
     first_at, first = book()
     assert first == pytest.approx(expiry_ms(bucket_label(first_at, window), window, first_at), abs=20)
-    time.sleep(3 * width / 1000)
+    three_on = bucket_label(first_at, window) + 3 * width
+    wait_until(lambda: bucket_label(clock_ms(), window) >= three_on, timeout=5, what="the clock to pass three buckets")
     later_at, later = book()  # three buckets on: the deadline moved with the newest bucket
     assert later == pytest.approx(expiry_ms(bucket_label(later_at, window), window, later_at), abs=20)
     assert later > first - (later_at - first_at) + width

@@ -16,7 +16,7 @@ from accounts.models import AuditEvent
 from billing.models import OverLimit, Plan
 from portal.invalidation import add_local_listener, remove_local_listener
 from routing.models import ModelAlias, RouterPool, RouterTarget
-from tests.billing.factories import SubscriptionFactory
+from tests.factories import SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 EXAMPLE = Path(__file__).with_name("test_catalog_example.yaml")  # the small catalog most tests start from

@@ -10,13 +10,14 @@ from accounts.models import AuditEvent, Organization, User
 from billing.ledger import MICRO, LedgerError, ledger_adjust, ledger_grant, ledger_top_up
 from billing.models import LedgerEntry, LedgerKind
 from billing.statements import ledger_balance, ledger_history
+from tests.factories import OperatorFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator(db: None) -> User:
-    return User.objects.create_superuser("ops@example.com", "a-long-password-1")
+    return OperatorFactory()
 
 
 def test_the_balance_is_the_sum_of_the_entries(org: Organization, operator: User) -> None:

@@ -11,14 +11,14 @@ from accounts.models import AuditEvent, Organization, User
 from billing.ledger import MICRO, ledger_grant
 from billing.models import LedgerEntry, LedgerKind, UpgradeRequest, UpgradeStatus
 from billing.statements import ledger_balance
-from tests.billing.factories import UpgradeRequestFactory
+from tests.factories import OperatorFactory, UpgradeRequestFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ops(db: None) -> User:
-    return User.objects.create_superuser("ops@example.com", "a-long-password-1")
+    return OperatorFactory()
 
 
 @pytest.fixture

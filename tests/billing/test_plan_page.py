@@ -9,7 +9,7 @@ from django.test import Client
 from accounts.models import AuditEvent, Organization, User
 from billing.ledger import MICRO, ledger_grant
 from billing.models import Plan, UpgradeRequest, UpgradeStatus
-from tests.billing.factories import PlanFactory, SubscriptionFactory
+from tests.factories import DefaultPlanFactory, OperatorFactory, PlanFactory, SubscriptionFactory
 
 pytestmark = [pytest.mark.django_db]
 
@@ -32,7 +32,7 @@ def team(db: None) -> Plan:
 
 @pytest.fixture
 def free(team: Plan) -> Plan:
-    return PlanFactory(slug="free", name="Free", is_default=True, price_text="Free", upgrade_to=team, sort_order=1)
+    return DefaultPlanFactory(price_text="Free", upgrade_to=team, sort_order=1)
 
 
 def as_user(user: User) -> Client:
@@ -120,7 +120,7 @@ def test_with_htmx_the_request_swaps_the_plans_section(org: Organization, owner:
 def test_the_page_shows_the_credit_history_and_its_balance(
     org: Organization, owner: User, member: User, free: Plan
 ) -> None:
-    operator = User.objects.create_superuser("ops@example.com", "a-long-password-1")
+    operator = OperatorFactory()
     ledger_grant(organization=org, amount_micro=12 * MICRO, memo="Hackathon credits", actor=operator)
     ledger_grant(organization=org, amount_micro=500_000, memo="Bug report thanks", actor=operator)
     text = as_user(member).get(PLAN_URL).content.decode()

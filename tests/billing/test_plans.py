@@ -24,16 +24,14 @@ from billing.selectors import (
 )
 from billing.services import PlanNotAvailable, plan_set_default, subscription_change
 from portal.invalidation import add_local_listener, remove_local_listener
-from tests.billing.factories import PlanFactory, SubscriptionFactory
-from tests.factories import OrganizationFactory
-from tests.routing.factories import ModelAliasFactory
+from tests.factories import DefaultPlanFactory, ModelAliasFactory, OrganizationFactory, PlanFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def free(db: None) -> Plan:
-    return PlanFactory(slug="free", name="Free", is_default=True)
+    return DefaultPlanFactory()
 
 
 @pytest.fixture

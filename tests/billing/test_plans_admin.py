@@ -8,23 +8,23 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import AuditEvent, Organization, User
+from accounts.models import AuditEvent, Organization
 from billing.models import Plan, Subscription
 from billing.selectors import plan_for_organization
-from tests.billing.factories import PlanFactory, SubscriptionFactory
+from tests.factories import DefaultPlanFactory, OperatorFactory, PlanFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator(client: Client) -> Client:
-    client.force_login(User.objects.create_superuser("ops@example.com", "a-long-password-1"))
+    client.force_login(OperatorFactory())
     return client
 
 
 @pytest.fixture
 def free(db: None) -> Plan:
-    return PlanFactory(slug="free", name="Free", is_default=True)
+    return DefaultPlanFactory()
 
 
 def plan_form(**changes: Any) -> dict[str, Any]:

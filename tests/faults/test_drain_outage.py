@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 
 from metering.events import STREAM
 from metering.models import UsageEvent
 from portal.redis import sync_redis
+from tests.conftest import wait_until
 from tests.faults.conftest import (
     Load,
     assert_ledger_matches,
@@ -23,6 +26,15 @@ from tests.gateway.conftest import Catalog
 from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+BROKER_QUEUE = "celery"  # Celery's default queue; the project routes no task elsewhere
+DRAIN_TASK = settings.CELERY_BEAT_SCHEDULE["metering-drain-usage"]["task"]
+
+
+def queued_drains(client: redis.Redis) -> int:
+    """Drain tasks waiting in the Celery broker's queue (a Redis list on this Redis) for a worker to take them."""
+    messages = client.lrange(BROKER_QUEUE, 0, -1)
+    return sum(json.loads(message)["headers"]["task"] == DRAIN_TASK for message in messages)
 
 
 def rows_within(count: int, timeout: float) -> int:
@@ -55,10 +67,12 @@ def test_a_drain_outage_delays_the_ledger_but_loses_nothing(
         during.wait_for(lambda seen: len(seen) == 40)
         seen += during.stop()
         assert {(s.status, s.code) for s in seen} == {(200, None)}
-        time.sleep(2)
-        assert UsageEvent.objects.count() == 20  # nothing drained while the worker is away
         client = sync_redis()
         assert client is not None
+        # Two drains come due after the last request and no worker takes them: had one run, the ledger would grow.
+        due = queued_drains(client)
+        wait_until(lambda: queued_drains(client) >= due + 2, timeout=10, what="beat to queue two more drains")
+        assert UsageEvent.objects.count() == 20  # nothing drained while the worker is away
         [group] = client.xinfo_groups(STREAM)
         assert group["lag"] >= 40 * 2  # the backlog waits in the stream, unread: accepted and completed events
         assert billed_units(url, secret) == 60  # the allowance counted every answered request already

@@ -17,8 +17,10 @@ import httpx
 import pytest
 import redis
 from django.db import connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from tests.faults.conftest import (
     CHAT,
     Load,
@@ -98,6 +100,18 @@ def test_redis_stopped_mid_load_refuses_with_503_then_recovers_and_loses_no_usag
         gateway.stop()
 
 
+def redis_stalled(url: str) -> bool:
+    """Redis does not answer a PING within 50 ms: it is running a script (it runs one command at a time)."""
+    probe = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    try:
+        probe.ping()
+    except redis.TimeoutError:
+        return True
+    finally:
+        probe.close()
+    return False
+
+
 # Keeps Redis busy (it runs one command at a time) for `ARGV[1]` microseconds of its own clock.
 BUSY_SCRIPT = """
 local t = redis.call('TIME')
@@ -125,18 +139,18 @@ def test_a_request_refused_because_redis_was_too_slow_is_not_billed(
         busy = redis.Redis.from_url(private_redis.url, socket_timeout=10)
         stall = threading.Thread(target=busy.eval, args=(BUSY_SCRIPT, 0, 2_000_000))
         stall.start()
-        time.sleep(0.2)
+        wait_until(lambda: redis_stalled(private_redis.url), timeout=5, what="Redis to be busy with the script")
         refused = httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth, timeout=10)
         stall.join(timeout=10)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "service_unavailable"
-        time.sleep(2.5)  # the gateway's background flush retries the refusal it could not write
 
         def read() -> dict[str, Row]:
             drain_into_ledger(env)
             with connection.cursor() as cursor:
                 return ledger_rows(cursor)
 
+        # Both rows closed: the refusal arrives once the gateway's background flush retries the write Redis timed out.
         row = wait_for_rows(read, 2, timeout=20)[refused.headers["x-request-id"]]
         assert (row.stage, row.billed) == ("refused", False), row
         reconcile(env)  # the late admission counted the request in Redis; the ledger, which did not, wins

@@ -3,13 +3,12 @@ through the sandbox router's fault injection (routing/sandbox.py, POST /_sandbox
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from routing.health import health_board
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, wait_until
 from tests.faults.conftest import (
     FIRST_BYTE_TIMEOUT,
     STREAM,
@@ -31,9 +30,16 @@ def phase(url: str, secret: str, count: int, **load: Any) -> list[Seen]:
 
 
 def trust_again(catalog: Catalog) -> None:
-    """Forget the target's passive health between phases, so each phase starts with a trusted target."""
-    health_board().forget_sync([catalog.target.pk])
-    time.sleep(0.3)  # the workers' availability view lives 0.25 s
+    """Forget the target's passive health between phases, so each phase starts with a trusted target. A worker keeps
+    its own view of availability only while every target is healthy (gateway/state.py, AvailabilityCache): a view
+    that says ejected is never cached, so once the board is clean the worker's next request routes to the target."""
+    board, target = health_board(), catalog.target.pk
+
+    def trusted() -> bool:  # forgets again if a failure of the last phase was recorded after the first forget
+        board.forget_sync([target])
+        return target not in board.describe_sync([target])
+
+    wait_until(trusted, timeout=5, what="the health board to hold nothing against the target")
 
 
 def test_upstream_slow_failing_dropping_and_hanging_each_end_as_the_ledger_says(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from gateway.metrics import PUBLISH_INTERVAL_SECONDS
+from tests.conftest import wait_until
 from tests.gateway.conftest import Catalog, GatewayWorkers, ServerThread
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -79,7 +79,17 @@ def test_any_worker_answers_for_the_whole_deployment(catalog: Catalog) -> None:
         big = {**CHAT, "messages": [{"role": "user", "content": "x" * 2000}]}
         for _ in range(4):
             assert httpx.post(f"{first}/v1/chat/completions", json=big, headers=auth, timeout=10).status_code == 413
-        time.sleep(PUBLISH_INTERVAL_SECONDS + 1.5)  # the first worker publishes its counts
+
+        # Each worker publishes its counts every PUBLISH_INTERVAL_SECONDS; the second reads the first's from Redis.
+        def published(text: str) -> bool:
+            return value(text, "portal_gateway_workers") >= 2 and value(text, too_large) - before >= 4
+
+        wait_until(
+            lambda: published(scrape(second)),
+            timeout=PUBLISH_INTERVAL_SECONDS + 10,
+            what="the second worker to report both workers and the first worker's 413s",
+            step=0.25,
+        )
 
         text = scrape(second)  # the second worker served none of them
         assert value(text, "portal_gateway_workers") >= 2

@@ -14,15 +14,14 @@ from django.conf import settings
 from accounts.models import Organization, User
 from billing.models import Plan
 from portal.redis import reset_clients, sync_redis
-from tests.factories import issue_key, verified
-from tests.metering.factories import default_plan
+from tests.factories import DefaultPlanFactory, issue_key, verified
 
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs a real Redis: set REDIS_URL")
 
 
 @pytest.fixture
 def plan(db: Any) -> Plan:
-    return default_plan()
+    return DefaultPlanFactory(key_rate_requests=60)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from apikeys.services import apikey_revoke
 from metering.ingest import usage_events_ingest
 from metering.ledger import datetime_to_ms
 from tests.factories import issue_key
-from tests.metering.factories import lifecycle, refusal
+from tests.metering.events import lifecycle, refusal
 from tests.metering.helpers import admit, status
 
 pytestmark = [pytest.mark.django_db]

@@ -13,7 +13,7 @@ from billing.models import LedgerEntry, LedgerKind, Plan
 from billing.statements import ledger_balance
 from metering.charges import UsagePeriodError, ledger_record_usage, ledger_record_usage_days
 from metering.tasks import ledger_close_usage_periods
-from tests.billing.factories import PlanFactory, SubscriptionFactory, usage_rollups_add
+from tests.factories import DefaultPlanFactory, PlanFactory, SubscriptionFactory, usage_rollups_add
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ LATER = DAY + timedelta(days=5)  # well after the day closed
 
 @pytest.fixture
 def free(db: None) -> Plan:
-    return PlanFactory(slug="free", name="Free", is_default=True)
+    return DefaultPlanFactory()
 
 
 @pytest.fixture

@@ -16,20 +16,17 @@ from metering.ingest import usage_events_write
 from metering.models import Granularity, UsageEvent, UsageRollup
 from metering.stream import publish_events_sync, take_local_events
 from tests.metering.conftest import Stream
-from tests.metering.factories import lifecycle
+from tests.metering.events import completed_requests, lifecycle
 from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def requests(org: Any, key: ApiKey, count: int) -> list[Any]:
-    return [event for _ in range(count) for event in lifecycle(organization_id=org.pk, key_id=key.pk)]
-
-
 def test_the_stream_is_written_to_the_ledger_and_acknowledged_only_after_commit(
     org: Any, key: ApiKey, stream: Stream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stream.publish(requests(org, key, 5))  # before the group exists: the group starts at the stream's beginning
+    # Published before the group exists: the group starts at the stream's beginning.
+    stream.publish(completed_requests(org, key, 5))
     seen_at_ack: list[tuple[bool, int]] = []
     acknowledge = StreamDrainer._acknowledge
 
@@ -50,7 +47,7 @@ def test_the_stream_is_written_to_the_ledger_and_acknowledged_only_after_commit(
 def test_a_failed_write_leaves_the_batch_pending_and_the_next_run_writes_it(
     org: Any, key: ApiKey, stream: Stream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stream.publish(requests(org, key, 4))
+    stream.publish(completed_requests(org, key, 4))
 
     def database_down(**kwargs: Any) -> Any:
         raise OperationalError("connection refused")
@@ -72,7 +69,7 @@ def test_a_failed_write_leaves_the_batch_pending_and_the_next_run_writes_it(
 def test_a_consumer_that_dies_mid_batch_loses_nothing_and_counts_nothing_twice(
     org: Any, key: ApiKey, stream: Stream
 ) -> None:
-    stream.publish(requests(org, key, 50))
+    stream.publish(completed_requests(org, key, 50))
     dead_before_commit = StreamDrainer(
         stream.client, consumer="dead-1", batch_size=60, claim_idle_ms=0, **_names(stream)
     )
@@ -103,7 +100,7 @@ def _names(stream: Stream) -> dict[str, str]:
 
 
 def test_a_live_consumers_entries_are_not_taken_over(org: Any, key: ApiKey, stream: Stream) -> None:
-    stream.publish(requests(org, key, 2))
+    stream.publish(completed_requests(org, key, 2))
     busy = StreamDrainer(stream.client, consumer="busy", batch_size=100, claim_idle_ms=60_000, **_names(stream))
     busy.ensure_group()
     busy._read_group(">", block_ms=None)
@@ -117,7 +114,7 @@ def test_a_live_consumers_entries_are_not_taken_over(org: Any, key: ApiKey, stre
 def test_bad_entries_go_to_the_dead_letter_stream_and_do_not_block_the_rest(
     org: Any, key: ApiKey, stream: Stream
 ) -> None:
-    good = requests(org, key, 3)
+    good = completed_requests(org, key, 3)
     stream.client.xadd(stream.name, {"hello": "world"})
     stream.publish(good[:4])
     stream.client.xadd(stream.name, {**good[0].to_fields(), "stage": "teleported"})
@@ -142,10 +139,10 @@ def test_a_drain_refuses_to_run_inside_a_transaction(stream: Stream) -> None:
 
 
 def test_a_flushed_redis_recreates_the_group_and_goes_on(org: Any, key: ApiKey, stream: Stream) -> None:
-    stream.publish(requests(org, key, 1))
+    stream.publish(completed_requests(org, key, 1))
     usage_drain(**stream.drain_kwargs())
     stream.client.delete(stream.name)  # what FLUSHDB does to this stream and its group
-    stream.publish(requests(org, key, 2))
+    stream.publish(completed_requests(org, key, 2))
 
     totals = usage_drain(**stream.drain_kwargs())
 
@@ -158,7 +155,7 @@ def test_embedded_mode_drains_the_in_process_queue_and_keeps_events_a_failed_wri
     org: Any, key: ApiKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     take_local_events(1_000_000)  # start empty
-    publish_events_sync(requests(org, key, 2))
+    publish_events_sync(completed_requests(org, key, 2))
 
     def database_down(**kwargs: Any) -> Any:
         raise OperationalError("database is locked")
@@ -180,10 +177,10 @@ def test_consumers_of_restarted_workers_are_forgotten_once_idle_and_empty(
 ) -> None:
     from metering.drain import usage_stream_consumers_prune
 
-    stream.publish(requests(org, key, 1))
+    stream.publish(completed_requests(org, key, 1))
     usage_drain(consumer="old-worker", **stream.drain_kwargs())  # acknowledged everything: holds nothing
     holder = StreamDrainer(stream.client, consumer="crashed", batch_size=10, claim_idle_ms=0, **_names(stream))
-    stream.publish(requests(org, key, 1))
+    stream.publish(completed_requests(org, key, 1))
     holder._read_group(">", block_ms=None)  # holds 3 entries
 
     removed = usage_stream_consumers_prune(stream=stream.name, group=stream.group, idle_ms=0)

@@ -21,13 +21,9 @@ from metering.models import UsageEvent
 from metering.reconcile import usage_reconcile
 from portal.request_ids import new_request_id
 from tests.metering.conftest import Stream
-from tests.metering.factories import lifecycle, now_ms
+from tests.metering.events import completed_requests, lifecycle, now_ms
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def good_requests(org: Any, key: ApiKey, count: int) -> list[Any]:
-    return [event for _ in range(count) for event in lifecycle(organization_id=org.pk, key_id=key.pk)]
 
 
 def dead_entries(stream: Stream) -> dict[str, str]:
@@ -57,7 +53,7 @@ def test_a_nul_byte_in_an_entry_is_dead_lettered_and_the_other_organizations_req
     """An entry the gateway no longer sends (it refuses such a model), but an older one, or anything else writing
     to the stream, could: PostgreSQL cannot store NUL, and psycopg's COPY raises outside Django's error classes."""
     poison = lifecycle(organization_id=org.pk, key_id=key.pk, model="x\u0000", stages=("accepted",))
-    ids = stream.publish([*good_requests(org, key, 49), *poison])
+    ids = stream.publish([*completed_requests(org, key, 49), *poison])
 
     assert drain_all(stream) == 0
 
@@ -74,7 +70,7 @@ def test_reconcile_survives_an_entry_the_ledger_cannot_hold(org: Any, key: ApiKe
 
     usage_drain()  # the shared stream starts empty for this test
     publish_events_sync(lifecycle(organization_id=org.pk, key_id=key.pk, model="bad\u0000", stages=("accepted",)))
-    publish_events_sync(good_requests(org, key, 2))
+    publish_events_sync(completed_requests(org, key, 2))
 
     report = usage_reconcile(since=timezone.now() - timedelta(hours=1))
 
@@ -87,7 +83,7 @@ def test_an_entry_whose_write_keeps_failing_is_dead_lettered_after_the_bound_and
     org: Any, key: ApiKey, stream: Stream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     poison = lifecycle(organization_id=org.pk, key_id=key.pk, stages=("accepted",))[0]
-    ids = stream.publish([*good_requests(org, key, 10), poison])
+    ids = stream.publish([*completed_requests(org, key, 10), poison])
 
     def fails_on_the_poison(*, events: Any, **kwargs: Any) -> Any:
         if any(event.request_id == poison.request_id for event in events):
@@ -111,7 +107,7 @@ def test_an_outage_never_dead_letters_good_entries(
 ) -> None:
     from django.db import OperationalError
 
-    stream.publish(good_requests(org, key, 3))
+    stream.publish(completed_requests(org, key, 3))
 
     def database_down(**kwargs: Any) -> Any:
         raise OperationalError("connection refused")
@@ -204,7 +200,7 @@ def hostile_entry(draw: st.DrawFn) -> dict[str, Any]:
 def test_the_drain_writes_every_good_entry_and_dead_letters_every_bad_one_whatever_they_hold(
     org: Any, key: ApiKey, stream: Stream, entries: list[dict[str, Any]]
 ) -> None:
-    good = good_requests(org, key, 3)
+    good = completed_requests(org, key, 3)
     raw: list[dict[Any, Any]] = []
     for entry in entries:
         if "__mutated__" in entry:

@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,9 +14,9 @@ from django.conf import settings
 
 from apikeys.models import ApiKey
 from metering.models import Granularity, UsageEvent, UsageRollup
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from tests.metering.conftest import Stream
-from tests.metering.factories import lifecycle
+from tests.metering.events import lifecycle
 from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -32,14 +30,6 @@ def child_env() -> dict[str, str]:
     host, port = database["HOST"] or "127.0.0.1", database["PORT"] or 5432
     url = f"postgres://{database['USER']}@{host}:{port}/{database['NAME']}"
     return {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def publish_backlog(stream: Stream, org: Any, key: ApiKey, count: int) -> None:
@@ -67,7 +57,7 @@ def test_a_drainer_killed_mid_backlog_loses_nothing_and_duplicates_nothing(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: UsageEvent.objects.count() > 300, 60, "the first batches")
+        wait_until(lambda: UsageEvent.objects.count() > 300, 60, "the first batches")
         os.kill(victim.pid, signal.SIGKILL)  # no chance to finish its batch or acknowledge it
         victim.wait(timeout=10)
     finally:
@@ -124,7 +114,7 @@ def test_a_celery_worker_drains_the_stream(org: Any, key: ApiKey, stream: Stream
     )
     try:
         drain_usage_stream.apply_async(kwargs={"stream": stream.name, "group": stream.group}, queue=queue)
-        wait_for(lambda: UsageEvent.objects.filter(stage="completed").count() == 20, 60, "the worker's drain")
+        wait_until(lambda: UsageEvent.objects.filter(stage="completed").count() == 20, 60, "the worker's drain")
     finally:
         worker.terminate()
         try:

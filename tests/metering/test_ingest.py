@@ -15,7 +15,7 @@ from metering.events import LifecycleEvent
 from metering.ingest import usage_events_ingest, usage_events_write
 from metering.ledger import WRITABLE_FIELDS, datetime_to_ms
 from metering.models import Granularity, UsageEvent, UsageRollup
-from tests.metering.factories import lifecycle, now_ms, refusal
+from tests.metering.events import lifecycle, now_ms, refusal
 from tests.metering.helpers import admit, assert_rollups_exact, rollups_now, status
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from billing.models import Subscription
 from metering.counters import allowance_rebuild, allowance_rebuild_all
 from metering.ingest import usage_events_ingest
 from metering.ledger import datetime_to_ms
-from tests.factories import issue_key
-from tests.metering.factories import default_plan, lifecycle
+from tests.factories import PlanFactory, issue_key
+from tests.metering.events import lifecycle
 from tests.metering.helpers import admit, status
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +106,7 @@ def test_a_plan_change_that_alters_a_window_starts_that_counter_afresh(org: Any,
     changed_at = datetime.fromtimestamp((now - 3_600_000) / 1000, tz=UTC)
     for minutes_ago in (100, 80, 70):  # on the default plan (5-hour short window)
         served(org, key, now - minutes_ago * 60_000)
-    wider = default_plan(slug="pro", name="Pro", is_default=False, short_window_seconds=36_000)
+    wider = PlanFactory(slug="pro", name="Pro", key_rate_requests=60, short_window_seconds=36_000)
     Subscription.objects.create(organization=org, plan=wider, started_at=changed_at)
     for minutes_ago in (50, 40):  # on Pro: the gateway books these in a new 10-hour counter
         served(org, key, now - minutes_ago * 60_000)

@@ -18,7 +18,7 @@ from metering.ingest import usage_events_ingest
 from metering.ledger import datetime_to_ms
 from metering.models import Granularity, UsageEvent, UsageRollup
 from metering.reconcile import usage_reconcile
-from tests.metering.factories import lifecycle, refusal
+from tests.metering.events import lifecycle, refusal
 from tests.metering.helpers import admit, assert_rollups_exact, status
 
 pytestmark = pytest.mark.django_db

@@ -25,8 +25,8 @@ from metering.reconcile import usage_reconcile
 from metering.stream import journal_for
 from portal.redis import aclose_clients
 from portal.request_ids import new_request_id
-from tests.factories import issue_key, verified
-from tests.metering.factories import default_plan, now_ms
+from tests.factories import DefaultPlanFactory, issue_key, verified
+from tests.metering.events import now_ms
 
 pytestmark = [
     pytest.mark.slow,
@@ -83,9 +83,7 @@ def fill(organization_id: int, key_id: int, results: list[int], start: threading
 
 
 def test_reconciling_in_a_loop_under_load_admits_exactly_the_limit(org: Organization, owner: User) -> None:
-    default_plan(
-        slug="exact", short_requests=LIMIT, key_rate_requests=100_000, weekly_requests=100_000, all_models=True
-    )
+    DefaultPlanFactory(slug="exact", short_requests=LIMIT, key_rate_requests=100_000, weekly_requests=100_000)
     key, _ = issue_key(org, verified(owner), name="exactness")
     scope = scope_for(org.pk)
     get_engine().reset_sync(scope=scope)

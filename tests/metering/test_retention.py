@@ -15,7 +15,7 @@ from metering.ledger import datetime_to_ms
 from metering.models import Granularity, UsageEvent, UsageRollup
 from metering.reconcile import usage_reconcile
 from metering.retention import usage_events_prune
-from tests.metering.factories import lifecycle
+from tests.metering.events import lifecycle
 from tests.metering.helpers import rollups_now
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,13 @@ from billing.models import LedgerKind, Plan
 from billing.statements import ledger_balance
 from metering.charges import ledger_record_usage_days
 from metering.statements import statement_for
-from tests.billing.factories import OperatorEntryFactory, PlanFactory, SubscriptionFactory, usage_rollups_add
+from tests.factories import (
+    DefaultPlanFactory,
+    OperatorEntryFactory,
+    PlanFactory,
+    SubscriptionFactory,
+    usage_rollups_add,
+)
 
 pytestmark = [pytest.mark.django_db]
 
@@ -24,7 +30,7 @@ MAR = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.fixture
 def metered(org: Organization) -> Plan:
-    PlanFactory(slug="free", name="Free", is_default=True)
+    DefaultPlanFactory()
     plan = PlanFactory(slug="metered", name="Metered", unit_price_micro=PRICE)
     SubscriptionFactory(organization=org, plan=plan, started_at=datetime(2026, 1, 1, tzinfo=UTC))
     return plan

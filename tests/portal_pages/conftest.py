@@ -13,8 +13,8 @@ from billing.models import Plan
 from metering.counters import allowance_rebuild
 from metering.ingest import usage_events_write
 from routing.models import ModelAlias, RouterPool
-from tests.factories import issue_key, verified
-from tests.metering.factories import default_plan, lifecycle, refusal
+from tests.factories import DefaultPlanFactory, issue_key, verified
+from tests.metering.events import lifecycle, refusal
 
 
 def as_user(user: User) -> Client:
@@ -32,7 +32,7 @@ def alias(db: Any) -> ModelAlias:
 
 @pytest.fixture
 def plan(alias: ModelAlias) -> Plan:
-    plan = default_plan(short_requests=10, weekly_requests=100, all_models=False)
+    plan = DefaultPlanFactory(key_rate_requests=60, short_requests=10, weekly_requests=100, all_models=False)
     plan.entitled_models.add(alias)
     return plan
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from accounts.models import Organization, User
 from billing.models import Plan, UpgradeRequest
-from tests.metering.factories import default_plan
+from tests.factories import PlanFactory
 from tests.portal_pages.conftest import as_user, record
 
 pytestmark = [pytest.mark.django_db]
@@ -63,7 +63,7 @@ def test_the_usage_pages_refuse_every_write(url: str, org: Organization, owner: 
 def test_a_member_without_the_owner_role_cannot_ask_for_a_plan(
     org: Organization, member: User, admin_user: User, plan: Plan, key: Any, counters: str
 ) -> None:
-    team = default_plan(slug="team", name="Team", is_default=False, short_requests=1000, weekly_requests=5000)
+    team = PlanFactory(slug="team", name="Team", key_rate_requests=60, short_requests=1000, weekly_requests=5000)
     for user in (member, admin_user):
         client = as_user(user)
         assert client.post("/orgs/acme/plan/upgrade", {"plan": team.slug}).status_code == 403

@@ -16,7 +16,7 @@ from metering.ingest import usage_events_write
 from metering.ledger import datetime_to_ms
 from metering.models import UsageEvent
 from tests.factories import issue_key, verified
-from tests.metering.factories import lifecycle, refusal
+from tests.metering.events import lifecycle, refusal
 from tests.portal_pages.conftest import as_user, record
 
 pytestmark = [pytest.mark.django_db]

@@ -10,10 +10,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AuditEvent, User
+from accounts.models import AuditEvent
 from portal.invalidation import add_local_listener, remove_local_listener
 from routing.models import HealthStatus, ModelAlias, RouterTarget
-from tests.routing.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
+from tests.factories import ModelAliasFactory, OperatorFactory, RouterPoolFactory, RouterTargetFactory
 
 pytestmark = pytest.mark.django_db
 SECRET = "sk-router-very-secret-0042"
@@ -21,7 +21,7 @@ SECRET = "sk-router-very-secret-0042"
 
 @pytest.fixture
 def operator(client: Client) -> Client:
-    client.force_login(User.objects.create_superuser("ops@example.com", "a-long-password-1"))
+    client.force_login(OperatorFactory())
     return client
 
 

@@ -8,7 +8,7 @@ from django.db import IntegrityError
 
 from routing.models import ModelAlias, Protocol, RouterTarget
 from routing.prompts import flatten_messages
-from tests.routing.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
+from tests.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from routing.selection import pick_target
 from routing.table import load_routing_table
 from routing.tasks import probe_targets
 from tests.conftest import Sandbox, free_port
-from tests.routing.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
+from tests.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 KEY_VAR = "TEST_SANDBOX_ROUTER_KEY"

@@ -12,7 +12,7 @@ from routing.health import BoardSettings, MemoryHealthBoard
 from routing.selection import Availability, InFlight, pick_target
 from routing.services import target_drain
 from routing.table import TargetEntry, load_routing_table
-from tests.routing.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
+from tests.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
 
 A = TargetEntry(id=1, pool_id=1, name="a", protocol="cortensor", base_url="http://a", session_id=1, weight=2)
 B = TargetEntry(id=2, pool_id=1, name="b", protocol="cortensor", base_url="http://b", session_id=1, weight=1)

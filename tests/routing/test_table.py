@@ -10,7 +10,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from routing.table import RoutingTable, aload_routing_table, load_routing_table
-from tests.routing.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
+from tests.factories import ModelAliasFactory, RouterPoolFactory, RouterTargetFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from accounts import services as account_services
 from accounts.models import Invitation, Membership, Organization, User, Wallet
 from metering.ingest import usage_events_ingest
 from tests.factories import issue_key, verified
-from tests.metering.factories import lifecycle
+from tests.metering.events import lifecycle
 
 
 @pytest.fixture(autouse=True)

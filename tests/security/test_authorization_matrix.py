@@ -110,9 +110,9 @@ def test_each_persona_gets_what_the_matrix_says(pattern: Pattern, world: World) 
 def test_staff_do_get_into_the_admin_the_matrix_keeps_customers_out_of(db: None) -> None:
     from django.test import Client
 
-    from tests.factories import UserFactory
+    from tests.factories import OperatorFactory
 
-    staff = UserFactory(email="ops@example.com", is_staff=True, is_superuser=True)
+    staff = OperatorFactory()
     client = Client()
     client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
     response = client.get("/admin/apikeys/apikey/")

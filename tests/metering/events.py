@@ -1,34 +1,17 @@
-"""Builders for metering tests: lifecycle events as the gateway sends them, and a default plan."""
+"""Lifecycle events as the gateway sends them, for metering tests. Events are messages, not rows: the model rows
+tests need come from tests/factories.py."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from billing.models import Plan
 from metering.events import LifecycleEvent
 from portal.request_ids import new_request_id
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def default_plan(**fields: Any) -> Plan:
-    values: dict[str, Any] = {
-        "slug": "free",
-        "name": "Free",
-        "is_default": True,
-        "key_rate_requests": 60,
-        "key_rate_window_seconds": 60,
-        "short_requests": 200,
-        "short_window_seconds": 18_000,
-        "weekly_requests": 1000,
-        "weekly_window_seconds": 604_800,
-        "all_models": True,
-    }
-    values.update(fields)
-    return Plan.objects.create(**values)
 
 
 def lifecycle(
@@ -109,3 +92,8 @@ def refusal(
         status_code=429 if outcome in ("rate_limited", "quota_exhausted") else 400,
         latency_ms=1,
     )
+
+
+def completed_requests(organization: Any, key: Any, count: int) -> list[LifecycleEvent]:
+    """The events of `count` requests of `key` that were served (accepted, forwarded, completed)."""
+    return [event for _ in range(count) for event in lifecycle(organization_id=organization.pk, key_id=key.pk)]
