@@ -14,7 +14,7 @@ from metering.events import LifecycleEvent
 from metering.ingest import event_problem, usage_events_write
 from metering.ledger import row_apply_events, row_close_unknown, row_from_events
 from metering.models import UsageEvent
-from tests.metering.factories import lifecycle, now_ms, refusal
+from tests.metering.events import lifecycle, now_ms, refusal
 from tests.metering.helpers import assert_rollups_exact
 
 pytestmark = [pytest.mark.django_db]
