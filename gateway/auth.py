@@ -1,4 +1,7 @@
-"""Pipeline steps 1 to 3: find the presented key, look it up in the hot cache, check its status and expiry."""
+"""Pipeline steps 1 to 3: find the presented key, look it up in the hot cache, check its status and expiry.
+
+Every `/v1` endpoint authenticates through `Gateway.authenticate` (gateway/state.py), which calls `authenticate` here
+and counts the failures."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from apikeys.keyformat import KEY_LENGTH, KeyShape, key_digest, parse_key
 from apikeys.records import KeyRecord
 from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
-from gateway.responses import Send, send_error
+from gateway.responses import Header, Send, send_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,9 @@ async def _look_up(key: str, cache: KeyCache, *, blocked: bool) -> KeyRecord | A
     return AuthFailure("invalid_api_key", "This API key does not exist.") if record is None else record
 
 
+def failure_headers(failure: AuthFailure) -> list[Header]:
+    return [] if failure.retry_after_s is None else [(b"retry-after", str(failure.retry_after_s).encode())]
+
+
 async def send_auth_failure(send: Send, failure: AuthFailure, request_id: str) -> None:
-    headers = [] if failure.retry_after_s is None else [(b"retry-after", str(failure.retry_after_s).encode())]
-    await send_error(send, failure.code, request_id, message=failure.message, extra_headers=headers)
+    await send_error(send, failure.code, request_id, message=failure.message, extra_headers=failure_headers(failure))
