@@ -177,7 +177,8 @@ class Forwarder:
                 exchange.detail = type(error).__name__  # its text names the target's host and port
                 if failure == "bug":
                     log.exception("request %s: unexpected error while forwarding", self.request_id)
-            await self._answer_failure(exchange, headers)
+            if exchange.outcome is not Outcome.OK:
+                await self._answer_failure(exchange, headers)
             if exchange.detail:
                 log.warning("request %s target %s: %s", self.request_id, exchange.target_id, exchange.detail)
             return exchange

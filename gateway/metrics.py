@@ -51,8 +51,9 @@ class GatewayMetrics:
     # -- counting (request path) ------------------------------------------------------------------------------
 
     def answered(self, endpoint: str, outcome: Outcome, status: int, latency_ms: int) -> None:
-        # Counted by the outcome's plain string: the snapshot goes through orjson, which takes only exact str keys.
-        name = outcome.value
+        # Counted by the outcome's plain string: the snapshot goes through orjson, which takes only exact str keys
+        # (str() of a StrEnum is str's own, in C; `.value` is two Python calls).
+        name = str(outcome)
         self.requests[(endpoint, name, status)] += 1
         self.latency[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
         self.latency_sum_ms += latency_ms

@@ -32,6 +32,8 @@ def test_failures_upstream_and_invalid_bodies_are_refunded_and_answers_are_not()
     assert refunded == {Outcome.ROUTING_ERROR, Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT, Outcome.CLIENT_ERROR}
     # A client that left mid-stream got part of an answer; unknown is metering's call (METERING_REFUND_UNKNOWN).
     assert not Outcome.CLIENT_CANCELLED.refunded and not Outcome.UNKNOWN.refunded
+    upstream = {outcome for outcome in Outcome if outcome.upstream_failure}
+    assert upstream == {Outcome.ROUTING_ERROR, Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT}
 
 
 def test_metrics_counted_by_outcome_can_be_shared_between_workers() -> None:
