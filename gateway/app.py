@@ -15,18 +15,20 @@ from typing import Any
 
 from django.conf import settings
 
+from apikeys.records import KeyRecord
 from billing.allowances import request_limits, scope_for
-from gateway.auth import AuthFailure, authenticate, send_auth_failure
+from gateway.auth import AuthFailure, send_auth_failure
 from gateway.completions import Completion
 from gateway.keyscan import client_address
 from gateway.responses import JSON_HEADERS, Receive, Send, send_bytes, send_error
 from gateway.state import Gateway
 from portal.request_context import request_id_var
 from portal.request_ids import new_request_id
+from routing.adapters.base import Kind
 
 log = logging.getLogger(__name__)
 
-POST_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "text"}
+POST_PATHS: dict[str, Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "text"}
 GET_PATHS = {"/v1/models", "/v1/usage"}
 METRICS_PATH = "/metrics"
 
@@ -76,7 +78,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
             if method != "POST":
                 await send_error(send, "method_not_allowed", request_id, extra_headers=[(b"allow", b"POST")])
                 return
-            await Completion(gw, scope, receive, send, POST_PATHS[path], request_id).handle()  # type: ignore[arg-type]
+            await Completion(gw, scope, receive, send, POST_PATHS[path], request_id).handle()
         elif path == METRICS_PATH and method in ("GET", "HEAD"):
             await _metrics(gw, scope, send, request_id)
         elif path in GET_PATHS:
@@ -96,12 +98,11 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
         request_id_var.reset(token)
 
 
-async def _key(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) -> Any:
-    auth = await authenticate(
-        dict(scope["headers"]), gw.keys, int(time.time() * 1000), gw.key_guard, client_address(scope)
-    )
+async def _key(gw: Gateway, scope: dict[str, Any], send: Send, request_id: str) -> KeyRecord | None:
+    """Steps 1 to 3 for the GET endpoints, by the same path as completions (`Gateway.authenticate`); None when the
+    failure was answered."""
+    auth = await gw.authenticate(dict(scope["headers"]), client_address(scope))
     if isinstance(auth, AuthFailure):
-        gw.metrics.auth_failures[auth.code] += 1
         await send_auth_failure(send, auth, request_id)
         return None
     return auth

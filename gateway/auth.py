@@ -1,4 +1,7 @@
-"""Pipeline steps 1 to 3: find the presented key, look it up in the hot cache, check its status and expiry."""
+"""Pipeline steps 1 to 3: find the presented key, look it up in the hot cache, check its status and expiry.
+
+Every `/v1` endpoint authenticates through `Gateway.authenticate` (gateway/state.py), which calls `authenticate` here
+and counts the failures."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from apikeys.keyformat import KEY_LENGTH, KeyShape, key_digest, parse_key
 from apikeys.records import KeyRecord
 from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
-from gateway.responses import Send, send_error
+from gateway.responses import Header, Send, send_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,35 +36,41 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
     return None
 
 
+_NO_KEY = AuthFailure("invalid_api_key", "No API key was sent. Send it as 'Authorization: Bearer ctx_live_...'.")
+
+
 async def authenticate(
     headers: dict[bytes, bytes], cache: KeyCache, now_ms: int, guard: InvalidKeyGuard, address: str
 ) -> KeyRecord | AuthFailure:
+    """The three checks in order, with the invalid-key guard around them: an address over its limit of invalid keys
+    is refused unless it presents a key this worker already holds active."""
     wait = guard.blocked_for(address)
-    failure: AuthFailure | None = None
-    record: KeyRecord | None = None
-    key = presented_key(headers)
-    if key is None:
-        failure = AuthFailure(
-            "invalid_api_key", "No API key was sent. Send it as 'Authorization: Bearer ctx_live_...'."
-        )
-    else:
-        # A key this process holds had its shape and checksum checked when first seen: that look-up comes first.
-        record = cache.peek(key_digest(key)) if len(key) == KEY_LENGTH else None
-        if record is None:
-            found = await _look_up(key, cache, blocked=wait is not None)
-            failure, record = (found, None) if isinstance(found, AuthFailure) else (None, found)
-    if wait is None and failure is not None:
+    key = presented_key(headers)  # 1: a key is present
+    found = _NO_KEY if key is None else await _known(key, cache, blocked=wait is not None)  # 2: it is known
+    if wait is None and isinstance(found, AuthFailure):
         wait = await guard.failed(address)
         if wait is None:
-            return failure
-    if wait is not None and (record is None or record.state(now_ms) != "active"):
+            return found
+    return _active(None if isinstance(found, AuthFailure) else found, now_ms, wait)  # 3: it is active
+
+
+async def _known(key: str, cache: KeyCache, *, blocked: bool) -> KeyRecord | AuthFailure | None:
+    """Step 2: the key's record, or why there is none (None: the address is refused, nothing was looked up)."""
+    # A key this process holds had its shape and checksum checked when first seen: that look-up comes first.
+    record = cache.peek(key_digest(key)) if len(key) == KEY_LENGTH else None
+    return record if record is not None else await _look_up(key, cache, blocked=blocked)
+
+
+def _active(record: KeyRecord | None, now_ms: int, wait: int | None) -> KeyRecord | AuthFailure:
+    """Step 3: the record is neither revoked nor expired; `wait` set: the address is refused unless it is."""
+    state = record.state(now_ms) if record is not None else None
+    if wait is not None and state != "active":
         return AuthFailure(
             "too_many_invalid_keys",
             f"Too many requests with invalid API keys came from your address. Retry in {wait} s.",
             retry_after_s=wait,
         )
     assert record is not None
-    state = record.state(now_ms)
     if state == "revoked":
         return AuthFailure("key_revoked", record=record)
     if state == "expired":
@@ -85,6 +94,9 @@ async def _look_up(key: str, cache: KeyCache, *, blocked: bool) -> KeyRecord | A
     return AuthFailure("invalid_api_key", "This API key does not exist.") if record is None else record
 
 
+def failure_headers(failure: AuthFailure) -> list[Header]:
+    return [] if failure.retry_after_s is None else [(b"retry-after", str(failure.retry_after_s).encode())]
+
+
 async def send_auth_failure(send: Send, failure: AuthFailure, request_id: str) -> None:
-    headers = [] if failure.retry_after_s is None else [(b"retry-after", str(failure.retry_after_s).encode())]
-    await send_error(send, failure.code, request_id, message=failure.message, extra_headers=headers)
+    await send_error(send, failure.code, request_id, message=failure.message, extra_headers=failure_headers(failure))

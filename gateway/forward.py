@@ -12,18 +12,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from billing.admission import Decision, Limit
 from gateway.errors import CATALOGUE, error_body
 from gateway.refusals import backend_refusal_message
 from gateway.upstream import request_timeouts
+from metering.events import LifecycleEvent
 from portal.netclients.http1 import Response, UpstreamBroken, UpstreamConnectError
+from portal.outcomes import Outcome
 from routing.adapters import AdapterError, StreamEvent, UpstreamError, UpstreamRequest, build_upstream_request
 from routing.adapters.base import Kind
 from routing.selection import pick_target
 from routing.table import AliasRoute, TargetEntry
+
+if TYPE_CHECKING:
+    from gateway.state import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +37,16 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Header = tuple[bytes, bytes]
 
+# How a forwarding failure ends the request: nothing reached the target (after the one retry), it timed out, or
+# anything else.
+_FAILED = {"connect": Outcome.ROUTING_ERROR, "timeout": Outcome.BACKEND_TIMEOUT}
 
-@dataclass
+
+@dataclass(slots=True)
 class Exchange:
     """What happened upstream, for the usage event and the refund decision."""
 
-    outcome: str = "unknown"
+    outcome: Outcome = Outcome.UNKNOWN
     status: int = 0
     target_id: int | None = None
     forwarded_at_ms: int | None = None
@@ -54,15 +64,15 @@ class Exchange:
     def ledger_error_code(self) -> str:
         """The code the `completed` event records: the error the client was sent, or "" for an answer or a
         client that hung up (nothing was sent to it to name)."""
-        if self.outcome in ("ok", "client_cancelled"):
+        if self.outcome is Outcome.OK or self.outcome is Outcome.CLIENT_CANCELLED:
             return ""
         return self.error_code or ""
 
     @property
     def refundable(self) -> bool:
-        """Routing and backend failures give the allowance back, and so does a request refused as invalid (by the
-        adapter or the backend) before any answer: the client got nothing. Anything the client received counts."""
-        return self.outcome in ("routing_error", "backend_error", "backend_timeout", "client_error")
+        """Whether the allowance goes back: the outcome says (portal/outcomes.py). Anything the client received
+        counts."""
+        return self.outcome.refunded
 
 
 @dataclass(slots=True)
@@ -76,25 +86,42 @@ class Attempt:
     problem: str = ""
 
 
-class Forwarder:
-    def __init__(self, gateway: Any) -> None:
-        self.gw = gateway
+# Not frozen, as the other per-request dataclasses: a frozen one's __init__ is several times slower.
+@dataclass(slots=True)
+class Admitted:
+    """A request admission let through: what forwarding, the refund and the `completed` event need of it."""
 
-    def plan_early(self, *, body: dict[str, Any], kind: Kind, route: AliasRoute, request_id: str) -> Attempt | None:
+    body: dict[str, Any]
+    route: AliasRoute  # the alias it is served by: the one asked for, or the plan's degrade_to alias
+    allowance_class: str  # "standard" or "degraded"
+    limits: list[Limit]  # what it was booked in, for the refund
+    decision: Decision
+    accepted: LifecycleEvent
+    headers: list[Header]  # rate-limit headers, x-request-id and x-portal-served-model, on every answer
+    planned: Attempt | None  # its first attempt, when planned while admission was under way (Forwarder.plan_early)
+
+
+class Forwarder:
+    """Steps 7 and 8 for one request: pick a target, send, relay; records the `forwarded` event."""
+
+    __slots__ = ("gw", "kind", "receive", "request_id", "send")
+
+    def __init__(self, gateway: Gateway, *, kind: Kind, request_id: str, send: Send, receive: Receive) -> None:
+        self.gw = gateway
+        self.kind = kind
+        self.request_id = request_id
+        self.send = send
+        self.receive = receive
+
+    def plan_early(self, body: dict[str, Any], route: AliasRoute) -> Attempt | None:
         """The first attempt, planned while admission is still being decided (its round trip would otherwise be idle
         time), or None to plan it after: only from the cached all-healthy view of the pool, so a refused request
-        never takes a recovering target's one trial."""
+        never takes a recovering target's one trial. It goes to `run` as `Admitted.planned`."""
         availability = self.gw.availability.fresh(route)
-        return None if availability is None else self._plan(body, kind, route, request_id, availability, ())
+        return None if availability is None else self._plan(body, route, availability, ())
 
     def _plan(
-        self,
-        body: dict[str, Any],
-        kind: Kind,
-        route: AliasRoute,
-        request_id: str,
-        availability: Collection[int],
-        exclude: Collection[int],
+        self, body: dict[str, Any], route: AliasRoute, availability: Collection[int], exclude: Collection[int]
     ) -> Attempt:
         target = pick_target(route.targets, available=availability, in_flight=self.gw.in_flight, exclude=exclude)
         if target is None:
@@ -102,53 +129,42 @@ class Forwarder:
         try:
             upstream = build_upstream_request(
                 body=body,
-                kind=kind,
+                kind=self.kind,
                 alias=route,
                 target=target,
-                request_id=request_id,
+                request_id=self.request_id,
                 timeout_seconds=int(request_timeouts().total),
             )
         except AdapterError as error:
             return Attempt(target, problem=str(error))
         return Attempt(target, upstream, upstream.content())
 
-    async def run(
-        self,
-        *,
-        body: dict[str, Any],
-        kind: Kind,
-        route: AliasRoute,
-        request_id: str,
-        send: Send,
-        receive: Receive,
-        headers: list[Header],
-        on_forwarded: Callable[[Exchange], None],
-        planned: Attempt | None = None,
-    ) -> Exchange:
+    async def run(self, admitted: Admitted) -> Exchange:
         exchange = Exchange()
+        route, headers, planned = admitted.route, admitted.headers, admitted.planned
         for attempt in range(2):
             if planned is None:
                 availability = await self.gw.availability.available(route)
-                planned = self._plan(body, kind, route, request_id, availability, exchange.tried)
+                planned = self._plan(admitted.body, route, availability, exchange.tried)
             plan, planned = planned, None
             target, upstream = plan.target, plan.upstream
             if target is None:
-                exchange.outcome, exchange.error_code = "routing_error", "no_healthy_backend"
-                await _send_error(send, exchange, request_id, headers)
+                exchange.outcome = Outcome.ROUTING_ERROR
+                exchange.error_code = Outcome.ROUTING_ERROR.error_code
+                await self._send_error(exchange, headers)
                 return exchange
             exchange.tried.append(target.id)
             exchange.target_id = target.id
             if upstream is None:
-                exchange.outcome, exchange.error_code = "client_error", "invalid_request"
+                exchange.outcome = Outcome.CLIENT_ERROR
+                exchange.error_code = Outcome.CLIENT_ERROR.error_code
                 exchange.detail = plan.problem
-                await _send_error(send, exchange, request_id, headers, message=plan.problem)
+                await self._send_error(exchange, headers, message=plan.problem)
                 return exchange
             try:
                 self.gw.in_flight.acquire(target.id)
                 try:
-                    await self._exchange(
-                        upstream, plan.content, target, route, exchange, send, receive, headers, on_forwarded
-                    )
+                    await self._exchange(upstream, plan.content, target, admitted, exchange)
                 finally:
                     self.gw.in_flight.release(target.id)
             except asyncio.CancelledError:
@@ -158,52 +174,61 @@ class Forwarder:
                 await self.gw.availability.record(route, target.id, failed=True)
                 if failure == "connect" and attempt == 0 and not exchange.headers_sent:
                     continue  # nothing reached the target: the one retry, on another target
-                exchange.outcome = {"connect": "routing_error", "timeout": "backend_timeout"}.get(
-                    failure, "backend_error"
-                )
+                exchange.outcome = _FAILED.get(failure, Outcome.BACKEND_ERROR)
                 exchange.detail = type(error).__name__  # its text names the target's host and port
                 if failure == "bug":
-                    log.exception("request %s: unexpected error while forwarding", request_id)
-            if exchange.outcome == "client_error" and not exchange.headers_sent:
-                reason = f": {exchange.backend_message}" if exchange.backend_message else "; check its parameters"
-                await _send_error(
-                    send, exchange, request_id, headers, message=f"The backend refused this request as invalid{reason}."
-                )
-            elif (
-                exchange.outcome in ("routing_error", "backend_error", "backend_timeout") and not exchange.headers_sent
-            ):
-                exchange.error_code = {
-                    "routing_error": "no_healthy_backend",
-                    "backend_error": "backend_error",
-                    "backend_timeout": "backend_timeout",
-                }[exchange.outcome]
-                await _send_error(send, exchange, request_id, headers)
-            elif exchange.outcome in ("backend_error", "backend_timeout") and exchange.headers_sent:
-                await _send_stream_error(send, exchange, request_id)
+                    log.exception("request %s: unexpected error while forwarding", self.request_id)
+            if exchange.outcome is not Outcome.OK:
+                await self._answer_failure(exchange, headers)
             if exchange.detail:
-                log.warning("request %s target %s: %s", request_id, exchange.target_id, exchange.detail)
+                log.warning("request %s target %s: %s", self.request_id, exchange.target_id, exchange.detail)
             return exchange
         return exchange
 
+    async def _answer_failure(self, exchange: Exchange, headers: list[Header]) -> None:
+        """What the client is told of a failed exchange: an error answer if nothing was sent yet, else an error
+        event ending the stream (nothing for an answer or a client that left)."""
+        outcome = exchange.outcome
+        if outcome is Outcome.CLIENT_ERROR and not exchange.headers_sent:
+            reason = f": {exchange.backend_message}" if exchange.backend_message else "; check its parameters"
+            await self._send_error(exchange, headers, message=f"The backend refused this request as invalid{reason}.")
+        elif outcome.upstream_failure and not exchange.headers_sent:
+            exchange.error_code = outcome.error_code
+            await self._send_error(exchange, headers)
+        elif (outcome is Outcome.BACKEND_ERROR or outcome is Outcome.BACKEND_TIMEOUT) and exchange.headers_sent:
+            await _send_stream_error(self.send, exchange, self.request_id)
+
+    async def _send_error(self, exchange: Exchange, headers: list[Header], message: str | None = None) -> None:
+        code = exchange.error_code or "backend_error"
+        body = error_body(code, self.request_id, message=message)
+        exchange.status = CATALOGUE[code].status
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": exchange.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        exchange.headers_sent = True
+        await self.send({"type": "http.response.body", "body": body})
+
     async def _exchange(
-        self,
-        upstream: UpstreamRequest,
-        content: bytes,
-        target: TargetEntry,
-        route: AliasRoute,
-        exchange: Exchange,
-        send: Send,
-        receive: Receive,
-        headers: list[Header],
-        on_forwarded: Callable[[Exchange], None],
+        self, upstream: UpstreamRequest, content: bytes, target: TargetEntry, admitted: Admitted, exchange: Exchange
     ) -> None:
+        route = admitted.route
         response = await self.gw.upstream.send(
             upstream.method, upstream.url, upstream.headers, content, request_timeouts()
         )
         try:
             exchange.forwarded_at_ms = int(time.time() * 1000)
             exchange.status = response.status
-            on_forwarded(exchange)
+            self.gw.usage.record_unless_completed(
+                self.request_id, _unmade_forwarded(admitted.accepted, route.alias, target.id, exchange.forwarded_at_ms)
+            )
             translator = upstream.translator()
             if response.status >= 400:
                 raw = await response.read()
@@ -212,12 +237,13 @@ class Forwarder:
                     # The backend found the request itself invalid: the client's to fix; it is refunded (nothing
                     # was served), and the backend's reason is passed on when it names no host, session or router.
                     await self.gw.availability.record(route, target.id, failed=False)
-                    exchange.outcome, exchange.error_code = "client_error", "invalid_request"
+                    exchange.outcome = Outcome.CLIENT_ERROR
+                    exchange.error_code = Outcome.CLIENT_ERROR.error_code
                     exchange.backend_message = backend_refusal_message(raw)
                     return
                 # 5xx, or a 401/403/404/429 that means this target is misconfigured or overloaded.
                 await self.gw.availability.record(route, target.id, failed=True)
-                exchange.outcome = "backend_error"
+                exchange.outcome = Outcome.BACKEND_ERROR
                 return
             if not upstream.stream:
                 raw = await response.read()
@@ -225,41 +251,34 @@ class Forwarder:
                     mapped = translator.map_body(raw)
                 except UpstreamError as error:
                     await self.gw.availability.record(route, target.id, failed=True)
-                    exchange.outcome, exchange.detail = "backend_error", _loggable(str(error))
+                    exchange.outcome, exchange.detail = Outcome.BACKEND_ERROR, _loggable(str(error))
                     return
                 await self.gw.availability.record(route, target.id, failed=False)
                 _take_usage(exchange, translator.usage)
                 payload = _dumps(mapped)
-                await send(
+                await self.send(
                     {
                         "type": "http.response.start",
                         "status": 200,
                         "headers": [
                             (b"content-type", b"application/json"),
                             (b"content-length", str(len(payload)).encode()),
-                            *headers,
+                            *admitted.headers,
                         ],
                     }
                 )
                 exchange.headers_sent = True
-                await send({"type": "http.response.body", "body": payload})
-                exchange.outcome, exchange.status = "ok", 200
+                await self.send({"type": "http.response.body", "body": payload})
+                exchange.outcome, exchange.status = Outcome.OK, 200
                 return
-            await self._relay_stream(response, translator, route, target, exchange, send, receive, headers)
+            await self._relay_stream(response, translator, target, admitted, exchange)
         finally:
             response.release()
 
     async def _relay_stream(
-        self,
-        response: Response,
-        translator: Any,
-        route: AliasRoute,
-        target: TargetEntry,
-        exchange: Exchange,
-        send: Send,
-        receive: Receive,
-        headers: list[Header],
+        self, response: Response, translator: Any, target: TargetEntry, admitted: Admitted, exchange: Exchange
     ) -> None:
+        send, route = self.send, admitted.route  # locals: read once per chunk in the loop below
         await send(
             {
                 "type": "http.response.start",
@@ -268,14 +287,14 @@ class Forwarder:
                     (b"content-type", b"text/event-stream"),
                     (b"cache-control", b"no-cache"),
                     (b"x-accel-buffering", b"no"),
-                    *headers,
+                    *admitted.headers,
                 ],
             }
         )
         exchange.headers_sent = True
         exchange.status = 200
         # One watcher for the whole stream, not a race per chunk: when the client leaves it fails the pending read.
-        disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        disconnect = asyncio.ensure_future(_wait_disconnect(self.receive))
         relaying = True  # read when the watcher's callback runs, which can be a loop turn after it was scheduled
 
         def client_left(task: asyncio.Future[None]) -> None:
@@ -296,7 +315,7 @@ class Forwarder:
                     if event.kind == "error":
                         if out:
                             await _send_chunk(send, b"".join(out))
-                        exchange.outcome, exchange.detail = "backend_error", _loggable(event.detail)
+                        exchange.outcome, exchange.detail = Outcome.BACKEND_ERROR, _loggable(event.detail)
                         await self.gw.availability.record(route, target.id, failed=True)
                         await _send_stream_error(send, exchange, "")
                         return
@@ -310,12 +329,12 @@ class Forwarder:
             relaying = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             await self.gw.availability.record(route, target.id, failed=False)
-            exchange.outcome = "ok"
+            exchange.outcome = Outcome.OK
         except ClientLeft:
-            exchange.outcome = "client_cancelled"
+            exchange.outcome = Outcome.CLIENT_CANCELLED
             response.close()  # closing the upstream connection cancels the request there
         except (UpstreamBroken, TimeoutError) as error:
-            exchange.outcome = "backend_timeout" if isinstance(error, TimeoutError) else "backend_error"
+            exchange.outcome = Outcome.BACKEND_TIMEOUT if isinstance(error, TimeoutError) else Outcome.BACKEND_ERROR
             exchange.detail = f"stream broke: {type(error).__name__}"
             await self.gw.availability.record(route, target.id, failed=True)
             await _send_stream_error(send, exchange, "")
@@ -372,26 +391,9 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _send_error(
-    send: Send, exchange: Exchange, request_id: str, headers: list[Header], message: str | None = None
-) -> None:
-    code = exchange.error_code or "backend_error"
-    body = error_body(code, request_id, message=message)
-    exchange.status = CATALOGUE[code].status
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exchange.status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    exchange.headers_sent = True
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _send_stream_error(send: Send, exchange: Exchange, request_id: str) -> None:
     """An OpenAI-style error event that ends a stream already under way, then the end of the body."""
-    code = "backend_timeout" if exchange.outcome == "backend_timeout" else "backend_error"
+    code = Outcome.BACKEND_TIMEOUT.error_code if exchange.outcome is Outcome.BACKEND_TIMEOUT else "backend_error"
     exchange.error_code = code  # what the client was told, for the ledger
     kind = CATALOGUE[code]
     event = StreamEvent(
@@ -412,3 +414,26 @@ async def _send_stream_error(send: Send, exchange: Exchange, request_id: str) ->
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except Exception:  # the client may be gone already
         log.debug("could not send the stream error event")
+
+
+def _unmade_forwarded(
+    accepted: LifecycleEvent, served_model: str, target_id: int | None, at_ms: int | None
+) -> Callable[[], LifecycleEvent]:
+    """How to make the `forwarded` event if the flush needs it. It holds the accepted event (a few strings and
+    numbers), not the request: what waits for the flush must not keep the request's objects alive."""
+
+    def make() -> LifecycleEvent:
+        return LifecycleEvent(
+            stage="forwarded",
+            request_id=accepted.request_id,
+            at_ms=at_ms if at_ms is not None else int(time.time() * 1000),
+            organization_id=accepted.organization_id,
+            key_id=accepted.key_id,
+            user_id=accepted.user_id,
+            model=accepted.model,
+            plan=accepted.plan,
+            served_model=served_model,
+            target_id=target_id,
+        )
+
+    return make

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from metering.events import GROUP, STREAM
+from portal.outcomes import Outcome
 from portal.redis import async_redis
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,15 @@ class GatewayMetrics:
 
     # -- counting (request path) ------------------------------------------------------------------------------
 
-    def answered(self, endpoint: str, outcome: str, status: int, latency_ms: int) -> None:
-        self.requests[(endpoint, outcome, status)] += 1
+    def answered(self, endpoint: str, outcome: Outcome, status: int, latency_ms: int) -> None:
+        # Counted by the outcome's plain string: the snapshot goes through orjson, which takes only exact str keys
+        # (str() of a StrEnum is str's own, in C; `.value` is two Python calls).
+        name = str(outcome)
+        self.requests[(endpoint, name, status)] += 1
         self.latency[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
         self.latency_sum_ms += latency_ms
-        if outcome in ("routing_error", "backend_error", "backend_timeout"):
-            self.upstream_errors[outcome] += 1
+        if outcome.upstream_failure:
+            self.upstream_errors[name] += 1
 
     # -- sharing between workers ------------------------------------------------------------------------------
 

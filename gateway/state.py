@@ -14,8 +14,10 @@ import time
 
 from asgiref.sync import sync_to_async
 
+from apikeys.records import KeyRecord
 from billing.admission import AdmissionEngine, get_engine
 from billing.selectors import PlanSnapshot, aplan_snapshot_for_organization
+from gateway.auth import AuthFailure, authenticate
 from gateway.db import read_database
 from gateway.keycache import KeyCache
 from gateway.keyscan import InvalidKeyGuard
@@ -146,6 +148,14 @@ class Gateway:
         self.plans.clear()
         self.routing.clear()
         self.availability.clear()
+
+    async def authenticate(self, headers: dict[bytes, bytes], address: str) -> KeyRecord | AuthFailure:
+        """Pipeline steps 1 to 3, the one path every `/v1` endpoint authenticates by: a key present, known and
+        active, or the failure to answer (counted here, by its code)."""
+        auth = await authenticate(headers, self.keys, int(time.time() * 1000), self.key_guard, address)
+        if isinstance(auth, AuthFailure):
+            self.metrics.auth_failures[auth.code] += 1
+        return auth
 
     def metrics_snapshot(self) -> dict[str, object]:
         return self.metrics.snapshot(waiting_events=self.usage.waiting, dropped_events=self.usage.dropped)

@@ -14,22 +14,16 @@ from typing import ClassVar
 
 import orjson
 
+from portal.outcomes import Outcome
+
 STREAM = "usage:events"
 GROUP = "metering"
 
 STAGES = ("refused", "accepted", "forwarded", "completed")
 
-OUTCOMES = (
-    "ok",
-    "client_error",
-    "rate_limited",
-    "quota_exhausted",
-    "routing_error",
-    "backend_error",
-    "backend_timeout",
-    "client_cancelled",
-    "unknown",
-)
+# The outcomes are portal/outcomes.py's (the gateway decides them from the same enum), as the plain strings the
+# stream and the ledger hold.
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 
 # Treated as immutable, but not frozen: a frozen dataclass's __init__ sets each of these twenty-odd fields through
