@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import socket
 import subprocess
@@ -18,6 +21,27 @@ from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEY = "test-router-key"
+
+
+@contextlib.contextmanager
+def json_log_lines(logger_name: str, level: int | None = None) -> Iterator[io.StringIO]:
+    """One logger's lines, formatted as production formats them (JSON, with the request id), into a buffer."""
+    from portal.logs import JsonFormatter, RequestIdFilter
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    previous = logger.level
+    if level is not None:
+        logger.setLevel(level)
+    try:
+        yield buffer
+    finally:
+        logger.setLevel(previous)
+        logger.removeHandler(handler)
 
 
 def free_port() -> int:

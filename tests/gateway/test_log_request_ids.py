@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +16,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 import gateway.app as gateway_app
 from apikeys.keyformat import generate_key
 from gateway.state import Gateway
-from portal.logs import JsonFormatter, RequestIdFilter
 from portal.request_context import request_id_var
+from tests.conftest import json_log_lines
 from tests.gateway.conftest import Catalog, ServerThread, reset_gateway_caches
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -29,14 +28,8 @@ CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "hello"
 @pytest.fixture
 def keyscan_lines() -> Iterator[io.StringIO]:
     """The key-scan guard's lines, formatted as production formats them."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("gateway.keyscan")
-    logger.addHandler(handler)
-    yield buffer
-    logger.removeHandler(handler)
+    with json_log_lines("gateway.keyscan") as buffer:
+        yield buffer
 
 
 def test_a_line_logged_without_the_id_in_its_arguments_carries_the_requests_id(

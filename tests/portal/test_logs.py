@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import re
 import subprocess
@@ -14,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 
-from portal.logs import JsonFormatter, RequestIdFilter
-from tests.conftest import ROOT
+from tests.conftest import ROOT, json_log_lines
 from tests.portal.test_settings import PRODUCTION
 
 
@@ -74,14 +72,8 @@ def test_a_bad_log_format_stops_start_up_with_the_variable_named() -> None:
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """Django's request logger, formatted as production formats it, into a buffer."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("django.request")
-    logger.addHandler(handler)
-    yield buffer
-    logger.removeHandler(handler)
+    with json_log_lines("django.request") as buffer:
+        yield buffer
 
 
 def test_a_portal_request_gets_an_id_that_its_log_lines_carry(json_lines: io.StringIO, db: None) -> None:

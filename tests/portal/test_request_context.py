@@ -15,8 +15,8 @@ from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
 from portal.celery import app
-from portal.logs import JsonFormatter, RequestIdFilter
 from portal.request_context import request_id_var
+from tests.conftest import json_log_lines
 
 pytestmark = pytest.mark.urls("tests.portal.request_urls")
 
@@ -24,17 +24,8 @@ pytestmark = pytest.mark.urls("tests.portal.request_urls")
 @pytest.fixture
 def lines() -> Iterator[io.StringIO]:
     """The test views' and task's lines, formatted as production formats them."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("portal.check")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield buffer
-    logger.setLevel(level)
-    logger.removeHandler(handler)
+    with json_log_lines("portal.check", logging.INFO) as buffer:
+        yield buffer
 
 
 def logged(buffer: io.StringIO) -> list[dict[str, Any]]:
