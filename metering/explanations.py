@@ -14,6 +14,7 @@ from datetime import UTC, datetime, tzinfo
 
 from metering.models import Outcome, Stage, UsageEvent
 from portal.error_catalogue import CATALOGUE, ErrorKind
+from portal.outcomes import Outcome as OutcomeCode
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,7 @@ ERROR_CODE_CHOICES = [
 
 # Rows without a code (recorded before the ledger kept it): the code their outcome or status stands for, where
 # only one does.
-_CODE_BY_OUTCOME: dict[str, str] = {
-    Outcome.RATE_LIMITED: "rate_limit_exceeded",
-    Outcome.QUOTA_EXHAUSTED: "quota_exhausted",
-    Outcome.BACKEND_ERROR: "backend_error",
-    Outcome.BACKEND_TIMEOUT: "backend_timeout",
-}
+_CODE_OF_OUTCOME = {str(outcome): outcome.error_code for outcome in OutcomeCode}
 _CODE_BY_STATUS = {400: "invalid_request", 404: "model_not_found", 413: "request_too_large"}
 
 # ... and where several do, the old sentences that cover them all.
@@ -93,7 +89,8 @@ def _code_of_old_row(event: UsageEvent) -> str:
         if event.status_code == 401:
             return _key_state_at(event)
         return _CODE_BY_STATUS.get(event.status_code or 0, "")
-    return _CODE_BY_OUTCOME.get(event.outcome, "")
+    # Every other outcome stands for one code, the one the gateway gives it (portal/outcomes.py).
+    return _CODE_OF_OUTCOME.get(event.outcome, "")
 
 
 def _key_state_at(event: UsageEvent) -> str:
